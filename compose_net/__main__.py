@@ -1,0 +1,3 @@
+from compose_net.cli import main
+
+raise SystemExit(main())
