@@ -1,0 +1,135 @@
+"""Shared fixtures for tests against the real kernel (root only).
+
+- The whole kernel session holds a host-wide lock, so two test runs (or a benchmark) never
+  overlap and never see each other's objects.
+- `no_leaks` (autouse) snapshots `ip netns`, `ip link`, `nft list tables`, /run/netns, /etc/netns
+  and /run/compose-net before each test and fails the test if anything is left after it.
+- `project_name` gives each test a unique project name; `uplink` is a throwaway namespace that
+  plays "the outside world" (never the machine's own eth0).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+
+pytestmark = pytest.mark.kernel
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="kernel tests need root")
+    for item in items:
+        if "tests/kernel" in str(item.fspath):
+            item.add_marker(skip)
+
+
+def sh(*args: str, check: bool = True, ns: str | None = None, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    """Run a command (optionally inside netns `ns`), capture text output."""
+    argv = list(args)
+    if ns:
+        argv = ["ip", "netns", "exec", ns, *argv]
+    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _listing(path: str) -> tuple[str, ...]:
+    p = Path(path)
+    if not p.is_dir():
+        return ()
+    return tuple(sorted(x.name for x in p.iterdir()))
+
+
+def kernel_snapshot() -> dict[str, object]:
+    links = sh("ip", "-o", "link", "show").stdout.splitlines()
+    names = sorted(line.split(":", 2)[1].strip().split("@")[0] for line in links)
+    tables = sh("nft", "list", "tables", check=False).stdout.split("\n")
+    return {
+        "netns": tuple(sorted(sh("ip", "netns", "list").stdout.split())),
+        "links": tuple(names),
+        "nft": tuple(sorted(t for t in tables if t.strip())),
+        "/run/netns": _listing("/run/netns"),
+        "/etc/netns": _listing("/etc/netns"),
+        "/run/compose-net": _listing("/run/compose-net"),
+        "routes": tuple(sh("ip", "route", "show").stdout.splitlines()),
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_lock():
+    if os.geteuid() != 0:
+        yield
+        return
+    with open(LOCK_PATH, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(kernel_lock):
+    if os.geteuid() != 0:
+        yield
+        return
+    before = kernel_snapshot()
+    yield
+    after = kernel_snapshot()
+    leaked = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert not leaked, f"kernel state changed by the test: {leaked}"
+
+
+@pytest.fixture
+def project_name() -> str:
+    return "t" + uuid.uuid4().hex[:8]
+
+
+class Uplink:
+    """A namespace acting as the outside world, joined to the host by a veth pair.
+
+    Host side `up-XXXX` gets HOST_IP/24, the namespace side gets PEER_IP/24, and the namespace
+    routes back to container subnets via the host, so masqueraded traffic can be seen arriving
+    from HOST_IP."""
+
+    def __init__(self, tag: str, index: int = 0):
+        self.ns = f"uplink-{tag}"
+        self.host_if = f"up-{tag}"[:15]
+        self.peer_if = "eth0"
+        base = 100 + index
+        self.host_ip = f"198.51.{base}.1"
+        self.peer_ip = f"198.51.{base}.2"
+
+    def create(self) -> None:
+        sh("ip", "netns", "add", self.ns)
+        try:
+            sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if, "netns", self.ns)
+            sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
+            sh("ip", "link", "set", self.host_if, "up")
+            sh("ip", "link", "set", "lo", "up", ns=self.ns)
+            sh("ip", "addr", "add", f"{self.peer_ip}/24", "dev", self.peer_if, ns=self.ns)
+            sh("ip", "link", "set", self.peer_if, "up", ns=self.ns)
+        except Exception:
+            self.destroy()
+            raise
+
+    def destroy(self) -> None:
+        sh("ip", "link", "del", self.host_if, check=False)
+        sh("ip", "netns", "del", self.ns, check=False)
+
+
+@pytest.fixture
+def uplink():
+    link = Uplink(uuid.uuid4().hex[:6])
+    link.create()
+    try:
+        yield link
+    finally:
+        link.destroy()
