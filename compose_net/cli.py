@@ -1,0 +1,434 @@
+"""The command line: argparse verbs, the only module that prints or chooses an exit status.
+
+Exit status: 0 ok, 2 bad input (every problem printed as FILE:LINE: key.path: message, nothing
+else done), 1 a runtime failure (the kernel or the host refused something). Imports are lazy:
+a command pays only for the modules it uses (the five runtime dependencies alone take most of a
+second to import here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from compose_net.errors import ComposeNetError, ConfigError, ConfigErrors
+
+PROJECT_NAME_HELP = "project name (default: COMPOSE_PROJECT_NAME, the file's name:, the directory)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="compose-net",
+        description="Build a Compose project's networking from plain Linux kernel objects.",
+    )
+    p.add_argument("-f", "--file", action="append", default=[], dest="files", metavar="FILE",
+                   help="compose file (repeatable; default: compose.yaml, compose.yml, ...)")
+    p.add_argument("-p", "--project-name", dest="project_name", metavar="NAME", help=PROJECT_NAME_HELP)
+    p.add_argument("--project-directory", metavar="DIR", help="project directory (default: the first file's)")
+    p.add_argument("--env-file", action="append", default=[], dest="env_files", metavar="FILE",
+                   help="environment file instead of PROJECT_DIR/.env (repeatable)")
+    p.add_argument("--profile", action="append", default=[], dest="profiles", metavar="P",
+                   help="enable a profile (repeatable; also COMPOSE_PROFILES)")
+    p.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("config", help="print the normalized, interpolated, validated model")
+    c.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    c.add_argument("-q", "--quiet", action="store_true", help="only validate")
+
+    u = sub.add_parser("up", help="create the project's networking")
+    u.add_argument("services", nargs="*", metavar="SERVICE", help="only these services and their dependencies")
+    u.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    u.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    _progress_flags(u)
+
+    d = sub.add_parser("down", help="remove everything up created (from the recorded state)")
+    d.add_argument("--dry-run", action="store_true", help="print what would be removed")
+    d.add_argument("--json", action="store_true", help="with --dry-run: as JSON")
+    _progress_flags(d)
+
+    ps = sub.add_parser("ps", help="containers, namespaces, interfaces and addresses")
+    ps.add_argument("--format", choices=("table", "json"), default="table")
+
+    ls = sub.add_parser("ls", help="projects that are up")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+
+    n = sub.add_parser("network", help="manage networks")
+    nsub = n.add_subparsers(dest="network_command", metavar="COMMAND")
+    nsub.required = True
+    nls = nsub.add_parser("ls", help="list networks")
+    nls.add_argument("--format", choices=("table", "json"), default="table")
+    ni = nsub.add_parser("inspect", help="show networks as `docker network inspect` does")
+    ni.add_argument("names", nargs="+", metavar="NAME")
+    nc = nsub.add_parser("create", help="create a network other projects can use as external")
+    nc.add_argument("name", metavar="NAME")
+    nc.add_argument("--subnet")
+    nc.add_argument("--gateway")
+    nc.add_argument("--internal", action="store_true")
+    nc.add_argument("-d", "--driver", default="bridge")
+    nr = nsub.add_parser("rm", help="remove networks made by `network create`")
+    nr.add_argument("names", nargs="+", metavar="NAME")
+
+    e = sub.add_parser("exec", help="run a command in a container's namespace")
+    e.add_argument("--index", type=int, default=1, help="replica number (default 1)")
+    e.add_argument("service", metavar="SERVICE")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+
+    g = sub.add_parser("graph", help="the topology as Mermaid or Graphviz text")
+    g.add_argument("--format", choices=("mermaid", "dot"), default=None)
+    g.add_argument("--output", "-o", metavar="FILE", help="render to FILE.svg/.png with Graphviz dot")
+
+    sub.add_parser("dns", help="run the project's embedded DNS server in the foreground")
+    return p
+
+
+def _progress_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action="store_true", help="print progress even when not a terminal")
+    p.add_argument("-q", "--quiet", action="store_true", help="print no progress")
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace):
+    from compose_net.loader import LoadOptions, load
+
+    result = load(
+        LoadOptions(
+            files=tuple(args.files),
+            project_name=args.project_name,
+            project_directory=args.project_directory,
+            env_files=tuple(args.env_files),
+            profiles=tuple(args.profiles),
+        )
+    )
+    for warning in result.warnings:
+        print(str(warning), file=sys.stderr)
+    return result
+
+
+def _project_name(args: argparse.Namespace) -> str:
+    """The project name for commands that work from state alone (down, ps, dns): `-p` or
+    COMPOSE_PROJECT_NAME without reading any file; otherwise the compose file decides."""
+    name = args.project_name or os.environ.get("COMPOSE_PROJECT_NAME")
+    if name:
+        from compose_net.loader import check_project_name
+
+        check_project_name(name)
+        return name
+    return _load(args).project.name
+
+
+def _plan(project, dry_run: bool):
+    from compose_net.plan.planner import plan_up
+    from compose_net.probe import probe_host
+
+    return plan_up(project, probe_host())
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    result = _load(args)
+    if args.quiet:
+        return 0
+    from compose_net.loader.config_output import render
+
+    _out(render(result, args.format))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    result = _load(args)
+    project = result.project
+    if args.services:
+        from compose_net.graph import select
+
+        project = select(project, tuple(args.services))
+    if args.dry_run:
+        plan = _plan(project, dry_run=True)
+        from compose_net.plan import render
+
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        _out(render.render_json(plan) if args.json else render.render_text(plan))
+        return 0
+    from compose_net import executor, state
+
+    reporter = Progress.for_args(args)
+    started = time.monotonic()
+    with state.host_lock():
+        plan = _plan(project, dry_run=False)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        outcome = executor.up(plan, progress=reporter)
+    reporter.done(f"project {project.name} {_describe_outcome(outcome)}", time.monotonic() - started)
+    return 0
+
+
+def _describe_outcome(outcome: Any) -> str:
+    message = getattr(outcome, "message", None)
+    return message if message else "is up"
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    name = _project_name(args)
+    from compose_net import executor, state
+
+    if args.dry_run:
+        ops = executor.plan_down(name)
+        if args.json:
+            _out(json.dumps([op.to_json() for op in ops], indent=2))
+        else:
+            from compose_net.plan.render import render_down_text
+
+            _out(render_down_text(name, ops))
+        return 0
+    reporter = Progress.for_args(args)
+    started = time.monotonic()
+    with state.host_lock():
+        executor.down(name, progress=reporter)
+    reporter.done(f"project {name} is down", time.monotonic() - started)
+    return 0
+
+
+def _summaries() -> list[dict]:
+    from compose_net import state
+
+    out = []
+    for name in state.list_projects():
+        summary = state.read_summary(name)
+        if summary is not None:
+            out.append(summary)
+    return out
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    name = _project_name(args)
+    from compose_net import state, views
+
+    summary = state.read_summary(name)
+    if summary is None:
+        if args.format == "json":
+            _out("[]")
+        else:
+            print(f"project {name} is not up", file=sys.stderr)
+        return 0
+    if args.format == "json":
+        _out(json.dumps(views.ps_json(summary), indent=2))
+    else:
+        _out(_table(views.ps_rows(summary)))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from compose_net import views
+
+    summaries = _summaries()
+    if args.format == "json":
+        _out(json.dumps(views.ls_json(summaries), indent=2))
+    else:
+        _out(_table(views.ls_rows(summaries)))
+    return 0
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    from compose_net import views
+
+    sub = args.network_command
+    if sub == "ls":
+        summaries = _summaries()
+        if args.format == "json":
+            _out(json.dumps(views.network_ls_json(summaries), indent=2))
+        else:
+            _out(_table(views.network_ls_rows(summaries)))
+        return 0
+    if sub == "inspect":
+        summaries = _summaries()
+        found, missing = [], []
+        for name in args.names:
+            data = views.network_inspect(summaries, name)
+            (found.append(data) if data is not None else missing.append(name))
+        _out(json.dumps(found, indent=4))
+        for name in missing:
+            print(f"error: no such network: {name}", file=sys.stderr)
+        return 1 if missing else 0
+    from compose_net import netadmin, state
+
+    with state.host_lock():
+        if sub == "create":
+            netadmin.create(args.name, subnet=args.subnet, gateway=args.gateway,
+                            internal=args.internal, driver=args.driver)
+            _out(args.name)
+        else:
+            for name in args.names:
+                netadmin.remove(name)
+                _out(name)
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ConfigError("exec", 0, "", "no command given (compose-net exec SERVICE -- CMD...)")
+    name = _project_name(args)
+    from compose_net import state
+
+    summary = state.read_summary(name)
+    if summary is None:
+        raise ComposeNetError(f"project {name} is not up")
+    container = next(
+        (c for c in summary["containers"] if c["service"] == args.service and c["index"] == args.index),
+        None,
+    )
+    if container is None:
+        raise ComposeNetError(f"no container {args.service} #{args.index} in project {name}")
+    sys.stdout.flush()
+    if container.get("netns"):
+        # `ip netns exec` also bind-mounts /etc/netns/NAME/{resolv.conf,hosts} over /etc.
+        argv = ["ip", "netns", "exec", container["netns"], *cmd]
+    else:
+        argv = cmd
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        raise ComposeNetError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+    return 127  # not reached
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    result = _load(args)
+    plan = _plan(result.project, dry_run=True)
+    from compose_net.plan.render import render_graph
+
+    fmt = args.format
+    if args.output:
+        fmt = "dot"
+    text = render_graph(result.project, plan, fmt or "mermaid")
+    if not args.output:
+        _out(text)
+        return 0
+    import shutil
+    import subprocess
+
+    kind = os.path.splitext(args.output)[1].lstrip(".").lower()
+    if kind not in ("svg", "png", "pdf"):
+        raise ConfigError("graph", 0, "--output", f"unknown output type {kind!r} (svg, png or pdf)")
+    if shutil.which("dot") is None:
+        raise ComposeNetError("Graphviz `dot` is not installed (apt-get install graphviz)")
+    proc = subprocess.run(["dot", f"-T{kind}", "-o", args.output], input=text, text=True, capture_output=True)
+    if proc.returncode:
+        raise ComposeNetError(f"dot failed: {proc.stderr.strip()}")
+    return 0
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    name = _project_name(args)
+    from compose_net import state
+    from compose_net.dns import server
+
+    server.serve_forever(name, str(state.summary_path(name)))
+    return 0
+
+
+COMMANDS = {
+    "config": cmd_config,
+    "up": cmd_up,
+    "down": cmd_down,
+    "ps": cmd_ps,
+    "ls": cmd_ls,
+    "network": cmd_network,
+    "exec": cmd_exec,
+    "graph": cmd_graph,
+    "dns": cmd_dns,
+}
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+class Progress:
+    """Prints a line per network and container as the executor reports them, like
+    `docker compose`; silent when not a terminal unless asked."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> "Progress":
+        if getattr(args, "quiet", False):
+            return cls(False)
+        return cls(getattr(args, "progress", False) or sys.stdout.isatty())
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        print(format_event(event), flush=True)
+
+    def done(self, message: str, seconds: float) -> None:
+        if self.enabled:
+            print(f" ✔ {message:<50} {seconds:5.2f}s", flush=True)
+
+
+def format_event(event: Any) -> str:
+    """Events are (kind, name, status, seconds) tuples or objects with those attributes."""
+    if isinstance(event, str):
+        return f" ✔ {event}"
+    if isinstance(event, tuple) and len(event) >= 3:
+        kind, name, status = event[0], event[1], event[2]
+        seconds = event[3] if len(event) > 3 and isinstance(event[3], (int, float)) else None
+    else:
+        kind = getattr(event, "kind", "")
+        name = getattr(event, "name", "")
+        status = getattr(event, "status", "")
+        seconds = getattr(event, "seconds", None)
+    label = f"{str(kind).capitalize()} {name}"
+    timing = f" {seconds:5.2f}s" if isinstance(seconds, (int, float)) else ""
+    return f" ✔ {label:<40} {str(status).capitalize():<10}{timing}"
+
+
+def _table(rows: Sequence[Sequence[Any]]) -> str:
+    if not rows:
+        return ""
+    rows = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(max(len(r) for r in rows))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(str(err), file=sys.stderr)
+        if args.debug:
+            raise
+        return 2
+    except ComposeNetError as exc:
+        print(f"error: {exc}" if not isinstance(exc, ConfigError) else str(exc), file=sys.stderr)
+        if args.debug:
+            raise
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
