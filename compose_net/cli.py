@@ -25,17 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="compose-net",
         description="Build a Compose project's networking from plain Linux kernel objects.",
     )
-    p.add_argument("-f", "--file", action="append", default=[], dest="files", metavar="FILE",
-                   help="compose file (repeatable; default: compose.yaml, compose.yml, ...)")
-    p.add_argument("-p", "--project-name", dest="project_name", metavar="NAME", help=PROJECT_NAME_HELP)
-    p.add_argument("--project-directory", metavar="DIR", help="project directory (default: the first file's)")
-    p.add_argument("--env-file", action="append", default=[], dest="env_files", metavar="FILE",
-                   help="environment file instead of PROJECT_DIR/.env (repeatable)")
-    p.add_argument("--profile", action="append", default=[], dest="profiles", metavar="P",
-                   help="enable a profile (repeatable; also COMPOSE_PROFILES)")
-    p.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    _global_options(p, None)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    # `compose-net dns -p NAME` and `compose-net down -p NAME` work too, as docker's habits go.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, argparse.SUPPRESS)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], **kw)  # type: ignore[method-assign]
 
     c = sub.add_parser("config", help="print the normalized, interpolated, validated model")
     c.add_argument("--format", choices=("yaml", "json"), default="yaml")
@@ -85,6 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("dns", help="run the project's embedded DNS server in the foreground")
     return p
+
+
+def _global_options(p: argparse.ArgumentParser, default: Any) -> None:
+    """The options every verb accepts; after the verb they default to SUPPRESS so they do not
+    overwrite the values given before it."""
+    top = default is None
+    p.add_argument("-f", "--file", action="append", dest="files", metavar="FILE",
+                   default=[] if top else default,
+                   help="compose file (repeatable; default: compose.yaml, compose.yml, ...)")
+    p.add_argument("-p", "--project-name", dest="project_name", metavar="NAME",
+                   default=None if top else default, help=PROJECT_NAME_HELP)
+    p.add_argument("--project-directory", metavar="DIR", default=None if top else default,
+                   help="project directory (default: the first file's)")
+    p.add_argument("--env-file", action="append", dest="env_files", metavar="FILE",
+                   default=[] if top else default,
+                   help="environment file instead of PROJECT_DIR/.env (repeatable)")
+    p.add_argument("--profile", action="append", dest="profiles", metavar="P",
+                   default=[] if top else default, help="enable a profile (repeatable; also COMPOSE_PROFILES)")
+    p.add_argument("--debug", action="store_true", default=False if top else default,
+                   help="show a traceback on errors")
 
 
 def _progress_flags(p: argparse.ArgumentParser) -> None:
