@@ -1,0 +1,268 @@
+"""The project's firewall: a pure function from the summary (project.json) to the nftables JSON
+document of the project's one `inet` table.
+
+The document re-creates the table whole in one transaction (`add table`, `delete table`, `add
+table`, then chains and rules), so applying it twice, or after an edit, replaces the old rules
+atomically and `down` removes everything with one `delete table`.
+
+Chains (every base chain has policy accept: other software's traffic is never dropped here; only
+packets that match this project's bridges are):
+
+    forward      filter/forward    internal networks stay inside their bridge; `enable_icc: false`
+                                   drops bridge-to-same-bridge traffic; replies and DNATed flows
+                                   pass; traffic between this project's bridges and any other
+                                   compose-net bridge (`cn*`) is dropped (Docker's isolation).
+    prerouting   nat/dstnat        `fib daddr type local` → ports (published ports from outside
+                                   and from containers, including hairpin)
+    output       nat/dstnat        the same for connections made by the host itself, including
+                                   to 127.0.0.1 (needs `route_localnet=1` on the target bridge)
+    ports        regular chain     one DNAT rule per `ports:` entry; a range is one rule
+    postrouting  nat/srcnat        masquerade `saddr SUBNET oifname != BRIDGE`; loopback sources
+                                   leaving a bridge; hairpin (`saddr CIP daddr CIP`)
+
+Isolation and icc match interfaces, not addresses, so they hold for IPv4 and IPv6 alike. The icc
+rule sees bridged (same-bridge) frames only when br_netfilter passes them to the inet hooks
+(`net.bridge.bridge-nf-call-iptables=1`, as Docker sets it); without br_netfilter the rule is
+inert and the planner must isolate the bridge ports instead (bridge port flag `isolated`).
+Bridges named freely with `com.docker.network.bridge.name` are isolated from this project's
+other bridges by name; from another project's freely named bridge only by that project's table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Iterable, Optional
+
+from .errors import PlanError
+
+FAMILY = "inet"
+
+# Every compose-net bridge (naming.py: `cn-<hash>`, the legacy default bridge `cn0`).
+BRIDGE_WILDCARD = "cn*"
+
+_L4 = ("tcp", "udp", "sctp")
+
+
+def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
+    """The nftables JSON document (`{"nftables": [...]}`) that (re)creates this project's table."""
+    table = summary["table"]
+    builder = _Builder(table)
+    networks = [n for n in summary.get("networks", ()) if n.get("bridge")]
+    own_bridges = [n["bridge"] for n in networks]
+    by_name = {n["name"]: n for n in networks}
+
+    builder.chain("forward", "filter", "forward", 0)
+    for net in networks:
+        br = net["bridge"]
+        if net.get("internal"):
+            builder.rule("forward", _iif(br), _oif(br, "!="), _DROP)
+            builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
+    for net in networks:
+        if not net.get("icc", True):
+            br = net["bridge"]
+            builder.rule("forward", _iif(br), _oif(br), _DROP)
+    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
+    # A published port is open to every container, as it is behind Docker's userland proxy.
+    builder.rule("forward", _match({"ct": {"key": "status"}}, "dnat", "in"), _ACCEPT)
+    for net in networks:
+        br = net["bridge"]
+        others = [b for b in own_bridges if b != br and not _fnmatch_cn(b)]
+        builder.rule("forward", _iif(br), _oif(br, "!="), _oif(BRIDGE_WILDCARD), _DROP)
+        builder.rule("forward", _oif(br), _iif(br, "!="), _iif(BRIDGE_WILDCARD), _DROP)
+        if others:
+            builder.rule("forward", _iif(br), _oif_set(others), _DROP)
+
+    targets = list(_port_targets(summary, by_name))
+    postrouting: list[list[dict[str, Any]]] = []
+    for net in networks:
+        if net.get("internal") or not net.get("masquerade", True):
+            continue
+        for sub in net.get("subnets", ()):
+            subnet = ipaddress.ip_network(sub["subnet"], strict=False)
+            postrouting.append([_saddr(subnet), _oif(net["bridge"], "!="), _MASQUERADE])
+    if targets:
+        builder.chain("ports")
+        for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
+            builder.chain(chain, "nat", hook, -100)
+            builder.rule(chain, _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
+                         {"jump": {"target": "ports"}})
+        hairpins: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        loop_bridges: list[str] = []
+        for target in targets:
+            builder.rule("ports", *target.dnat_rule())
+            if target.address not in hairpins:
+                hairpins.append(target.address)
+            if target.address.version == 4 and target.bridge not in loop_bridges:
+                loop_bridges.append(target.bridge)
+        for br in loop_bridges:
+            postrouting.append([_oif(br), _saddr(ipaddress.ip_network("127.0.0.0/8")), _MASQUERADE])
+        for addr in hairpins:
+            postrouting.append([_saddr(addr), _daddr(addr), _MASQUERADE])
+    if postrouting:
+        builder.chain("postrouting", "nat", "postrouting", 100)
+        for exprs in postrouting:
+            builder.rule("postrouting", *exprs)
+    return builder.document()
+
+
+def delete_document(table: str) -> dict[str, Any]:
+    """The document that removes the table (fails if it does not exist; nft.py handles that)."""
+    return {"nftables": [{"delete": {"table": {"family": FAMILY, "name": table}}}]}
+
+
+# --- published ports --------------------------------------------------------------------------
+
+
+class _PortTarget:
+    """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
+
+    def __init__(self, port: dict[str, Any], address, bridge: str, host_ip):
+        self.port = port
+        self.address = address
+        self.bridge = bridge
+        self.host_ip = host_ip
+
+    def dnat_rule(self) -> list[dict[str, Any]]:
+        port = self.port
+        proto = port.get("protocol") or "tcp"
+        if proto not in _L4:
+            raise PlanError(f"published port protocol {proto!r} is not one of {', '.join(_L4)}")
+        published = int(port["published"])
+        published_end = int(port.get("published_end") or published)
+        target = int(port["target"])
+        target_end = int(port.get("target_end") or target)
+        span, target_span = published_end - published, target_end - target
+        dport = {"payload": {"protocol": proto, "field": "dport"}}
+        family = "ip" if self.address.version == 4 else "ip6"
+        exprs: list[dict[str, Any]] = []
+        if self.host_ip is not None and not self.host_ip.is_unspecified:
+            exprs.append(_daddr(self.host_ip))
+        dnat: dict[str, Any] = {"family": family, "addr": str(self.address)}
+        if span == 0:
+            exprs.append(_match(dport, published))
+            dnat["port"] = target
+        else:
+            exprs.append(_match(dport, {"range": [published, published_end]}))
+            if target_span == 0:
+                dnat["port"] = target
+            elif target_span != span:
+                raise PlanError(
+                    f"published range {published}-{published_end} and target range "
+                    f"{target}-{target_end} differ in size")
+            elif published != target:
+                # Same-size shifted range: one rule, the port chosen by an anonymous map.
+                pairs = [[published + i, target + i] for i in range(span + 1)]
+                dnat["port"] = {"map": {"key": dport, "data": {"set": pairs}}}
+            # else: same ports on both sides, the DNAT keeps the port.
+        exprs.append({"dnat": dnat})
+        return exprs
+
+
+def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) -> Iterable[_PortTarget]:
+    containers = {c["name"]: c for c in summary.get("containers", ())}
+    for container in summary.get("containers", ()):
+        ports = container.get("ports") or ()
+        if not ports or container.get("netns") is None:
+            continue  # network_mode host: the ports are the host's own, nothing to translate
+        owner = containers.get(container.get("shares") or "", container)
+        iface = _published_interface(owner, networks)
+        if iface is None:
+            continue  # only internal networks (or none): Docker publishes nothing reachable either
+        bridge = networks[iface["network"]]["bridge"]
+        v4 = ipaddress.ip_interface(iface["ipv4"]).ip if iface.get("ipv4") else None
+        v6 = ipaddress.ip_interface(iface["ipv6"]).ip if iface.get("ipv6") else None
+        for port in ports:
+            if port.get("published") is None:
+                continue
+            host_ip = ipaddress.ip_address(port["host_ip"]) if port.get("host_ip") else None
+            if host_ip is None or host_ip.version == 4:
+                if v4 is not None:
+                    yield _PortTarget(port, v4, bridge, host_ip)
+            if host_ip is None or host_ip.version == 6:
+                if v6 is not None:
+                    yield _PortTarget(port, v6, bridge, host_ip)
+
+
+def _published_interface(container: dict[str, Any], networks: dict[str, dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The interface published ports lead to: the default-route one if it is on a non-internal
+    bridge, else the first such interface."""
+    candidates = [
+        i for i in container.get("interfaces") or ()
+        if i.get("network") in networks and not networks[i["network"]].get("internal")
+        and (i.get("ipv4") or i.get("ipv6"))
+    ]
+    for iface in candidates:
+        if iface.get("default_route"):
+            return iface
+    return candidates[0] if candidates else None
+
+
+# --- JSON building blocks ---------------------------------------------------------------------
+
+_DROP = {"drop": None}
+_ACCEPT = {"accept": None}
+_MASQUERADE = {"masquerade": None}
+
+
+def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _iif(name: str, op: str = "==") -> dict[str, Any]:
+    return _match({"meta": {"key": "iifname"}}, name, op)
+
+
+def _oif(name: str, op: str = "==") -> dict[str, Any]:
+    return _match({"meta": {"key": "oifname"}}, name, op)
+
+
+def _oif_set(names: list[str]) -> dict[str, Any]:
+    return _match({"meta": {"key": "oifname"}}, {"set": list(names)})
+
+
+def _addr_right(value) -> Any:
+    if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        if value.prefixlen == value.max_prefixlen:
+            return str(value.network_address)
+        return {"prefix": {"addr": str(value.network_address), "len": value.prefixlen}}
+    return str(value)
+
+
+def _saddr(value) -> dict[str, Any]:
+    proto = "ip" if value.version == 4 else "ip6"
+    return _match({"payload": {"protocol": proto, "field": "saddr"}}, _addr_right(value))
+
+
+def _daddr(value) -> dict[str, Any]:
+    proto = "ip" if value.version == 4 else "ip6"
+    return _match({"payload": {"protocol": proto, "field": "daddr"}}, _addr_right(value))
+
+
+def _fnmatch_cn(name: str) -> bool:
+    return name.startswith(BRIDGE_WILDCARD[:-1])
+
+
+class _Builder:
+    def __init__(self, table: str):
+        self.table = table
+        self.chains: list[dict[str, Any]] = []
+        self.rules: list[dict[str, Any]] = []
+
+    def chain(self, name: str, type_: Optional[str] = None, hook: Optional[str] = None, prio: int = 0) -> None:
+        chain: dict[str, Any] = {"family": FAMILY, "table": self.table, "name": name}
+        if hook:
+            chain.update({"type": type_, "hook": hook, "prio": prio, "policy": "accept"})
+        self.chains.append({"add": {"chain": chain}})
+
+    def rule(self, chain: str, *exprs: dict[str, Any]) -> None:
+        self.rules.append({"add": {"rule": {
+            "family": FAMILY, "table": self.table, "chain": chain, "expr": list(exprs)}}})
+
+    def document(self) -> dict[str, Any]:
+        table = {"table": {"family": FAMILY, "name": self.table}}
+        # add + delete + add: one transaction that works whether or not the table exists.
+        return {"nftables": [
+            {"metainfo": {"json_schema_version": 1}},
+            {"add": table}, {"delete": table}, {"add": table},
+            *self.chains, *self.rules,
+        ]}
