@@ -1,0 +1,79 @@
+"""The only module that runs `nft`: apply, check and delete one project's table.
+
+Each call is one `nft` process and one kernel transaction: a ruleset either lands whole or not
+at all. The document comes from `firewall.ruleset()` as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any, Union
+
+from ..errors import RuntimeFailure
+
+NFT = "nft"
+TIMEOUT = 30
+
+Document = Union[str, dict[str, Any]]
+
+
+def _nft_path() -> str:
+    path = shutil.which(NFT) or shutil.which(NFT, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if path is None:
+        raise RuntimeFailure("nft (nftables) is not installed; it is needed for the project's firewall")
+    return path
+
+
+def _run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([_nft_path(), *args], input=stdin, capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeFailure(f"nft {' '.join(args)} did not finish within {TIMEOUT} s") from exc
+
+
+def _text(document: Document) -> str:
+    return document if isinstance(document, str) else json.dumps(document, separators=(",", ":"))
+
+
+def _message(proc: subprocess.CompletedProcess) -> str:
+    return (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip()
+
+
+def apply_table(family: str, table: str, ruleset_text: Document) -> None:
+    """Apply the document that (re)creates `family table` in one `nft -j -f -` transaction."""
+    proc = _run(["-j", "-f", "-"], _text(ruleset_text))
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"nft could not apply table {family} {table}: {_message(proc)}")
+
+
+def check(ruleset_text: Document) -> None:
+    """Have nft parse and validate the document without applying it (`nft -c`)."""
+    proc = _run(["-c", "-j", "-f", "-"], _text(ruleset_text))
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"nft rejected the ruleset: {_message(proc)}")
+
+
+def table_exists(family: str, table: str) -> bool:
+    proc = _run(["list", "table", family, table])
+    return proc.returncode == 0
+
+
+def delete_table(family: str, table: str) -> None:
+    """Delete the table with all its chains and rules; a table that is already gone is done."""
+    proc = _run(["delete", "table", family, table])
+    if proc.returncode == 0:
+        return
+    if not table_exists(family, table):
+        return
+    raise RuntimeFailure(f"nft could not delete table {family} {table}: {_message(proc)}")
+
+
+def list_table(family: str, table: str) -> dict[str, Any]:
+    """The table as nft's JSON listing (for checks and `ps`-style inspection)."""
+    proc = _run(["-j", "list", "table", family, table])
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"nft could not list table {family} {table}: {_message(proc)}")
+    return json.loads(proc.stdout)
