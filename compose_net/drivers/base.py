@@ -1,0 +1,116 @@
+"""What a network driver is to the planner: it plans its network's ops and, per container, the
+ops that attach that container. The planner decides everything shared (names, addresses, order,
+routes, files); a driver only says which kernel objects realise one network and one attachment.
+
+Drivers never fail on host facts (a missing parent, a kernel without ipvlan): `up --dry-run` must
+plan anywhere. They return warnings instead; the executor checks again before touching anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Protocol, Union
+
+from compose_net.ipam import Subnet
+from compose_net.plan.ops import Op
+from compose_net.probe import HostFacts
+
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+MTU_OPT = "com.docker.network.driver.mtu"
+MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
+ICC_OPT = "com.docker.network.bridge.enable_icc"
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    """One network as the plan realises it."""
+
+    key: str  # the compose key ("" for the legacy bridge)
+    name: str  # full name
+    driver: str
+    unit: str  # "network:NAME", or "shared:cn0" for the legacy bridge
+    group: int  # link group of the links this network creates
+    subnets: tuple[Subnet, ...] = ()
+    bridge: Optional[str] = None  # bridge device (bridge, overlay); None for macvlan/ipvlan/host/none
+    parent: Optional[str] = None  # macvlan/ipvlan parent link
+    mode: Optional[str] = None  # macvlan/ipvlan mode
+    flag: Optional[str] = None  # ipvlan flag (bridge/private/vepa)
+    mtu: Optional[int] = None
+    internal: bool = False
+    external: bool = False
+    shared: bool = False
+    masquerade: bool = True
+    icc: bool = True
+    enable_ipv6: bool = False
+    route_localnet: bool = False  # some port is published on loopback via this bridge
+    vxlan: Optional[str] = None
+    vni: Optional[int] = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    keypath: str = ""
+
+    def gateway(self, version: int) -> Optional[ipaddress._BaseAddress]:
+        for s in self.subnets:
+            if s.subnet.version == version:
+                return s.gateway
+        return None
+
+    def subnet(self, version: int) -> Optional[Subnet]:
+        for s in self.subnets:
+            if s.subnet.version == version:
+                return s
+        return None
+
+
+@dataclass(frozen=True)
+class InterfaceLayout:
+    """One container's interface on one network."""
+
+    container: str
+    unit: str  # "container:NAME"
+    netns: str
+    network: str  # network key ("" for the legacy bridge)
+    ifname: str  # name inside the container (eth0, ...)
+    host_ifname: Optional[str]  # host end of a veth pair; None for macvlan/ipvlan
+    mac: Optional[str]
+    ipv4: Optional[ipaddress.IPv4Interface] = None
+    ipv6: Optional[ipaddress.IPv6Interface] = None
+    ipv4_note: str = ""
+    ipv6_note: str = ""
+
+
+class Driver(Protocol):
+    name: str
+
+    def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:
+        """The ops creating the network (in the host), and warnings about this host."""
+        ...
+
+    def attach_ops(self, net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
+        """The ops giving the container its interface with its addresses (no routes)."""
+        ...
+
+
+def address_ops(net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
+    from compose_net.plan.ops import AddrAdd, LinkUp
+
+    ops: list[Op] = [LinkUp(iface.unit, iface.netns, iface.ifname)]
+    if iface.ipv4 is not None:
+        ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv4, note=iface.ipv4_note))
+    if iface.ipv6 is not None:
+        ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv6, note=iface.ipv6_note))
+    return ops
+
+
+def gateway_ops(net: NetworkLayout, dev: str) -> list[Op]:
+    """The gateway addresses on the network's host-side device."""
+    from compose_net.plan.ops import AddrAdd
+
+    ops: list[Op] = []
+    for s in net.subnets:
+        if s.gateway is None:
+            continue
+        iface = ipaddress.ip_interface(f"{s.gateway}/{s.subnet.prefixlen}")
+        ops.append(AddrAdd(net.unit, None, dev, iface, note=s.note))
+    return ops

@@ -1,0 +1,309 @@
+"""Subnet and address choice: pure, deterministic, and every choice carries its reason.
+
+Subnets: the user's, else the first default pool prefix that overlaps nothing known (host routes
+and addresses, nameservers, other compose-net projects, and every subnet declared anywhere in this
+project, so the result does not depend on declaration order). Docker's pools: 172.17.0.0/16 is the
+legacy default bridge only; then 172.18.0.0/16 … 172.31.0.0/16; then 192.168.0.0/16 in /20s.
+Docker's allocator is a cursor kept in dockerd's memory; ours is lowest-free over the host facts,
+which gives the same answers on a fresh host and stays stable across runs.
+
+Addresses: gateway = first host address unless given; containers from the next one up in a
+stable order (the caller passes members in service declaration order, replicas by index), skipping
+the gateway, every static address on the network and `aux_addresses`, inside `ip_range` when
+given (whose network address may be handed out, as Docker does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from typing import Hashable, Iterable, Mapping, Optional, Sequence, Union
+
+from compose_net.errors import ConfigError, PlanError
+from compose_net.model import Network, Project
+from compose_net.probe import HostFacts
+
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+LEGACY_SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
+LEGACY_GATEWAY = ipaddress.IPv4Address("172.17.0.1")
+EPHEMERAL_FIRST = 32768
+EPHEMERAL_LAST = 60999  # Linux's default ip_local_port_range
+
+ADDRESSED_DRIVERS = ("bridge", "overlay", "macvlan", "ipvlan")
+# macvlan/ipvlan subnets are the parent's LAN: overlapping the host's own route is the point
+LAN_DRIVERS = ("macvlan", "ipvlan")
+
+
+def default_pools() -> list[ipaddress.IPv4Network]:
+    pools = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(18, 32)]
+    pools += list(ipaddress.IPv4Network("192.168.0.0/16").subnets(new_prefix=20))
+    return pools
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """One subnet of a network as planned."""
+
+    subnet: IPNetwork
+    gateway: Optional[IPAddress]
+    ip_range: Optional[IPNetwork] = None
+    aux: tuple[IPAddress, ...] = ()
+    auto: bool = False  # chosen by IPAM rather than given by the user
+    keypath: str = ""  # the ipam.config entry it came from ("" when chosen)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Taken:
+    prefix: IPNetwork
+    why: str
+
+
+def _where(project: Project, keypath: str) -> tuple[str, int]:
+    try:
+        return project.locate(keypath)
+    except Exception:  # a locator must never hide the real error
+        return ("compose.yml", 0)
+
+
+def config_error(project: Project, keypath: str, message: str) -> ConfigError:
+    file, line = _where(project, keypath)
+    return ConfigError(file, line, keypath, message)
+
+
+def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] = ()) -> list[Taken]:
+    """Everything a chosen subnet must not overlap. Routes through this project's own bridges
+    are left out, so planning a project that is already up finds its own subnets again."""
+    own = set(own_devs)
+    out: list[Taken] = [Taken(LEGACY_SUBNET, "the legacy default bridge (network_mode: bridge)")]
+    for r in facts.routes:
+        if r.dev not in own:
+            out.append(Taken(r.dst, f"host route via {r.dev}" if r.dev else "host route"))
+    for a in facts.addresses:
+        if a.dev not in own:
+            out.append(Taken(a.address.network, f"host address {a.address.ip}"))
+    for ns in facts.nameservers:
+        out.append(Taken(ipaddress.ip_network(ns), f"nameserver {ns}"))
+    for other, summary in facts.other_projects(project.name).items():
+        for net in summary.get("networks", ()):
+            if net.get("external"):
+                continue
+            for s in net.get("subnets", ()):
+                try:
+                    prefix = ipaddress.ip_network(s["subnet"], strict=False)
+                except (KeyError, ValueError):
+                    continue
+                out.append(Taken(prefix, f"project {other}'s network {net.get('name')}"))
+    for net in project.networks.values():
+        for pool in net.ipam_pools:
+            if pool.subnet is not None:
+                out.append(Taken(pool.subnet, f"declared by {net.keypath or 'networks.' + net.key}"))
+    return out
+
+
+def _ula(project: str, network: str, index: int) -> ipaddress.IPv6Network:
+    digest = hashlib.sha256(f"{project}/{network}".encode()).digest()
+    global_id = int.from_bytes(digest[:5], "big")  # 40 bits, RFC 4193
+    prefix = (0xFD << 120) | (global_id << 80) | ((index & 0xFFFF) << 64)
+    return ipaddress.IPv6Network((prefix, 64))
+
+
+def _overlapping(prefix: IPNetwork, taken: Sequence[Taken]) -> Optional[Taken]:
+    for t in taken:
+        if t.prefix.version == prefix.version and t.prefix.overlaps(prefix):
+            return t
+    return None
+
+
+def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] = ()) -> dict[str, tuple[Subnet, ...]]:
+    """Subnets for every network of the project that needs addresses, keyed by network key.
+    External networks are not ours to number: the planner reads theirs from host facts."""
+    taken = taken_prefixes(project, facts, own_devs)
+    declared = {id(t) for t in taken if t.why.startswith("declared by")}
+    foreign = [t for t in taken if id(t) not in declared]
+    pools = default_pools()
+    out: dict[str, tuple[Subnet, ...]] = {}
+    for key, net in project.networks.items():
+        if net.external or net.driver not in ADDRESSED_DRIVERS:
+            continue
+        subnets: list[Subnet] = []
+        for i, pool in enumerate(net.ipam_pools):
+            if pool.subnet is None:
+                continue
+            kp = (pool.keypath or f"{net.keypath or 'networks.' + key}.ipam.config[{i}]") + ".subnet"
+            clash = [t for t in foreign if t.prefix.version == pool.subnet.version and t.prefix.overlaps(pool.subnet)]
+            if net.driver in LAN_DRIVERS:
+                clash = [t for t in clash if t.why.startswith("project")]
+            if clash:
+                raise config_error(project, kp, f"subnet {pool.subnet} overlaps {clash[0].prefix} ({clash[0].why})")
+            gw = pool.gateway
+            if gw is None and net.driver != "ipvlan":
+                gw = _first_host(pool.subnet)
+            subnets.append(Subnet(pool.subnet, gw, pool.ip_range, tuple(pool.aux_addresses.values()),
+                                  auto=False, keypath=pool.keypath,
+                                  note=f"{net.name}: subnet {pool.subnet} as configured, gateway {gw}"
+                                  + ("" if pool.gateway else " (first host address)")))
+        versions = {s.subnet.version for s in subnets}
+        if net.enable_ipv4 and 4 not in versions:
+            subnets.insert(0, _auto_v4(project, net, pools, taken))
+            taken.append(Taken(subnets[0].subnet, f"network {net.name}"))
+        if net.enable_ipv6 and 6 not in versions:
+            s6 = _auto_v6(project, net, taken)
+            subnets.append(s6)
+            taken.append(Taken(s6.subnet, f"network {net.name}"))
+        out[key] = tuple(subnets)
+    return out
+
+
+def _first_host(subnet: IPNetwork) -> IPAddress:
+    if subnet.num_addresses == 1:
+        return subnet.network_address
+    return subnet.network_address + 1
+
+
+def _auto_v4(project: Project, net: Network, pools: list[ipaddress.IPv4Network], taken: list[Taken]) -> Subnet:
+    skipped: list[str] = []
+    for prefix in pools:
+        hit = _overlapping(prefix, taken)
+        if hit is None:
+            why = "first free default pool prefix"
+            if skipped:
+                shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+                why += f"; skipped {shown}"
+            gw = _first_host(prefix)
+            return Subnet(prefix, gw, auto=True, note=f"{net.name}: subnet {prefix} ({why}), gateway {gw}")
+        if not hit.why.startswith("network "):
+            skipped.append(f"{prefix} ({hit.why})")
+    raise PlanError(
+        f"{net.keypath or 'networks.' + net.key}: no free subnet left in the default pools "
+        f"(172.18.0.0/16-172.31.0.0/16 and 192.168.0.0/16 in /20s are all in use); "
+        f"give the network an ipam subnet")
+
+
+def _auto_v6(project: Project, net: Network, taken: list[Taken]) -> Subnet:
+    for index in range(0, 1 << 16):
+        prefix = _ula(project.name, net.name, index)
+        if _overlapping(prefix, taken) is None:
+            gw = _first_host(prefix)
+            return Subnet(prefix, gw, auto=True,
+                          note=f"{net.name}: IPv6 subnet {prefix} (unique local /64 from a hash of "
+                          f"{project.name!r} and {net.name!r}), gateway {gw}")
+    raise PlanError(f"{net.keypath}: no free IPv6 unique local prefix")  # 65536 collisions: never in practice
+
+
+# --- addresses --------------------------------------------------------------------------------
+
+
+def _host_bounds(subnet: Subnet) -> tuple[int, int]:
+    """First and last address handed out dynamically (as integers)."""
+    net = subnet.subnet
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.version == 4 and net.prefixlen < 31:
+        first, last = first + 1, last - 1
+    elif net.version == 6 and net.prefixlen < 127:
+        first += 1  # the subnet-router anycast address
+    if subnet.ip_range is not None:
+        # Docker hands out the range's own network address, but never the subnet's
+        first = max(first, int(subnet.ip_range.network_address))
+        last = min(last, int(subnet.ip_range.broadcast_address))
+    return first, last
+
+
+class AddressPool:
+    """Hands out one subnet's addresses in order; O(1) per address (a cursor and a set)."""
+
+    def __init__(self, subnet: Subnet, reserved: Iterable[IPAddress] = ()):
+        self.subnet = subnet
+        self.reserved = {int(a) for a in reserved}
+        if subnet.gateway is not None:
+            self.reserved.add(int(subnet.gateway))
+        self.reserved.update(int(a) for a in subnet.aux)
+        self.cursor, self.last = _host_bounds(subnet)
+
+    def take(self) -> Optional[IPAddress]:
+        while self.cursor <= self.last:
+            value = self.cursor
+            self.cursor += 1
+            if value not in self.reserved:
+                self.reserved.add(value)
+                return ipaddress.ip_address(value) if self.subnet.subnet.version == 4 else ipaddress.IPv6Address(value)
+        return None
+
+
+def allocate(network_name: str, subnets: Sequence[Subnet],
+             members: Sequence[tuple[Hashable, Optional[IPAddress], Optional[IPAddress]]],
+             used: Iterable[IPAddress] = (), project: Optional[Project] = None,
+             keypath: str = "") -> dict[Hashable, dict[int, IPAddress]]:
+    """Addresses for `members` (key, static IPv4, static IPv6), in the order given, on a network
+    with `subnets`; `used` are addresses other projects hold on a shared network. Returns
+    key -> {4: addr, 6: addr}. An exhausted subnet is a PlanError (ConfigError when the subnet is
+    the user's, pointing at it)."""
+    out: dict[Hashable, dict[int, IPAddress]] = {}
+    statics = []
+    for _, s4, s6 in members:
+        statics += [s for s in (s4, s6) if s is not None]
+    used = list(used)
+    pools = {}
+    for s in subnets:
+        if s.subnet.version not in pools:
+            pools[s.subnet.version] = AddressPool(s, [a for a in statics + used if a.version == s.subnet.version])
+    for key, s4, s6 in members:
+        got: dict[int, IPAddress] = {}
+        for version, static in ((4, s4), (6, s6)):
+            pool = pools.get(version)
+            if static is not None:
+                got[version] = static
+                continue
+            if pool is None:
+                continue
+            addr = pool.take()
+            if addr is None:
+                msg = (f"network {network_name}: subnet {pool.subnet.subnet} has no address left for "
+                       f"{key if isinstance(key, str) else key[0]}")
+                if not pool.subnet.auto and project is not None and pool.subnet.keypath:
+                    raise config_error(project, pool.subnet.keypath + ".subnet", msg)
+                raise PlanError(msg)
+            got[version] = addr
+        out[key] = got
+    return out
+
+
+# --- ports ------------------------------------------------------------------------------------
+
+
+def ephemeral_ports(requests: Sequence[tuple[str, int]], used: set[tuple[str, int]]) -> list[int]:
+    """For each (protocol, count) request, the first block of `count` consecutive free ports
+    from 32768 up; a port handed out here is used for the later requests too."""
+    out = []
+    cursor: dict[str, int] = {}
+    for proto, count in requests:
+        port = cursor.get(proto, EPHEMERAL_FIRST)
+        while True:
+            if port + count - 1 > EPHEMERAL_LAST:
+                raise PlanError(f"no {count} free {proto} ports left in {EPHEMERAL_FIRST}-{EPHEMERAL_LAST}")
+            clash = [p for p in range(port, port + count) if (proto, p) in used]
+            if not clash:
+                break
+            port = clash[-1] + 1
+        for p in range(port, port + count):
+            used.add((proto, p))
+        cursor[proto] = port + count
+        out.append(port)
+    return out
+
+
+def subnets_from_summary(summary_net: Mapping) -> tuple[Subnet, ...]:
+    """An existing network's subnets as another project's project.json records them."""
+    out = []
+    for s in summary_net.get("subnets", ()):
+        try:
+            subnet = ipaddress.ip_network(s["subnet"], strict=False)
+        except (KeyError, ValueError):
+            continue
+        gw = ipaddress.ip_address(s["gateway"]) if s.get("gateway") else None
+        rng = ipaddress.ip_network(s["ip_range"]) if s.get("ip_range") else None
+        out.append(Subnet(subnet, gw, rng, note=f"{summary_net.get('name')}: subnet {subnet} (existing network)"))
+    return tuple(out)

@@ -1,0 +1,164 @@
+"""Plans as people and programs read them: numbered text, JSON, and the topology as a graph.
+
+Numbering is the plan's list order from 1, the same numbers `COMPOSE_NET_FAIL_AFTER=K` counts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+from compose_net.model import Project
+from compose_net.plan.ops import FileWrite, Op, Plan
+
+_UNIT_TITLES = {"host": "host", "state": "state", "firewall": "firewall", "dns": "dns"}
+
+
+def _unit_title(unit: str) -> str:
+    kind, _, name = unit.partition(":")
+    if kind == "network":
+        return f"network {name}"
+    if kind == "container":
+        return f"container {name}"
+    if kind == "shared":
+        return f"shared {name}"
+    return _UNIT_TITLES.get(unit, unit)
+
+
+def _summary_of(plan: Plan) -> Optional[dict[str, Any]]:
+    for op in plan.ops:
+        if isinstance(op, FileWrite) and op.unit == "state" and op.path.endswith("/project.json"):
+            try:
+                return json.loads(op.content)
+            except ValueError:
+                return None
+    return None
+
+
+def _network_detail(summary: Optional[dict[str, Any]], name: str) -> str:
+    if not summary:
+        return ""
+    for net in summary.get("networks", ()):
+        if net["name"] == name:
+            parts = []
+            for s in net.get("subnets", ()):
+                gw = f", gateway {s['gateway']}" if s.get("gateway") else ""
+                parts.append(f"{s['subnet']}{gw}")
+            extra = [net["driver"]] + (["internal"] if net.get("internal") else [])
+            return f" ({'; '.join(extra + parts)})"
+    return ""
+
+
+def _lines(ops: Iterable[Op], summary: Optional[dict[str, Any]] = None) -> list[str]:
+    ops = list(ops)
+    width = len(str(len(ops)))
+    out: list[str] = []
+    unit = None
+    for i, op in enumerate(ops, 1):
+        if op.unit != unit:
+            unit = op.unit
+            title = _unit_title(unit)
+            if unit.startswith("network:") or unit.startswith("shared:"):
+                title += _network_detail(summary, "bridge" if unit.startswith("shared:") else unit[8:])
+            out.append(title)
+        out.append(f"  {i:>{width}}  {op.describe()}")
+        if op.note:
+            out.append(f"  {'':>{width}}    # {op.note}")
+    return out
+
+
+def render_text(plan: Plan) -> str:
+    summary = _summary_of(plan)
+    nets = len(summary["networks"]) if summary else len({o.unit for o in plan.ops if o.unit.startswith("network:")})
+    ctrs = len(summary["containers"]) if summary else len({o.unit for o in plan.ops if o.unit.startswith("container:")})
+    out = [f"project {plan.project}: {nets} network{'s' if nets != 1 else ''}, "
+           f"{ctrs} container{'s' if ctrs != 1 else ''}, {len(plan.ops)} ops", ""]
+    out += _lines(plan.ops, summary)
+    if plan.notes:
+        out += ["", "notes:"] + [f"  - {n}" for n in plan.notes]
+    if plan.warnings:
+        out += ["", "warnings:"] + [f"  ! {w}" for w in plan.warnings]
+    return "\n".join(out) + "\n"
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def render_down_text(project: str, ops: Iterable[Op]) -> str:
+    ops = list(ops)
+    out = [f"project {project}: down, {len(ops)} ops", ""]
+    out += _lines(ops)
+    return "\n".join(out) + "\n"
+
+
+# --- topology ---------------------------------------------------------------------------------
+
+
+def _ports_text(container: dict[str, Any]) -> list[str]:
+    out = []
+    for p in container.get("ports", ()):
+        pub = f"{p['published']}" + (f"-{p['published_end']}" if p.get("published_end") not in (None, p["published"]) else "")
+        tgt = f"{p['target']}" + (f"-{p['target_end']}" if p.get("target_end") not in (None, p["target"]) else "")
+        host = f"{p['host_ip']}:" if p.get("host_ip") else ""
+        out.append(f"{host}{pub}->{tgt}/{p['protocol']}")
+    return out
+
+
+def _node_id(prefix: str, name: str) -> str:
+    return prefix + "_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
+    """The topology: networks (subnet, gateway), containers (interfaces, addresses, ports), and
+    an edge per interface. `fmt` is "mermaid" or "dot"."""
+    summary = _summary_of(plan) or {"networks": [], "containers": []}
+    nets = summary["networks"]
+    ctrs = summary["containers"]
+    if fmt == "dot":
+        return _dot(plan.project, nets, ctrs)
+    if fmt != "mermaid":
+        raise ValueError(f"unknown graph format {fmt!r}")
+    out = ["graph LR"]
+    for n in nets:
+        sub = "<br/>".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
+        label = f"{n['name']}<br/>{n['driver']}" + (" internal" if n.get("internal") else "") + (f"<br/>{sub}" if sub else "")
+        out.append(f'  {_node_id("net", n["name"])}{{{{"{label}"}}}}')
+    for c in ctrs:
+        lines = [c["name"]]
+        if c.get("network_mode") and not c.get("interfaces"):
+            lines.append(f"network_mode: {c['network_mode']}")
+        lines += _ports_text(c)
+        out.append(f'  {_node_id("c", c["name"])}["{"<br/>".join(lines)}"]')
+        for i in c.get("interfaces", ()):
+            addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
+            out.append(f'  {_node_id("c", c["name"])} -- "{i["ifname"]} {addrs}" --- {_node_id("net", i["network"])}')
+        if c.get("shares"):
+            out.append(f'  {_node_id("c", c["name"])} -. shares netns .-> {_node_id("c", c["shares"])}')
+    return "\n".join(out) + "\n"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]]) -> str:
+    out = [f"graph {_q(project)} {{", "  rankdir=LR;", "  node [fontname=\"monospace\"];"]
+    for n in nets:
+        sub = "\\n".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
+        label = f"{n['name']}\\n{n['driver']}" + (" internal" if n.get("internal") else "") + (f"\\n{sub}" if sub else "")
+        out.append(f'  {_node_id("net", n["name"])} [shape=ellipse, label="{label}"];')
+    for c in ctrs:
+        lines = [c["name"]]
+        if c.get("network_mode") and not c.get("interfaces"):
+            lines.append(f"network_mode: {c['network_mode']}")
+        lines += _ports_text(c)
+        label = "\\n".join(lines)
+        out.append(f'  {_node_id("c", c["name"])} [shape=box, label="{label}"];')
+        for i in c.get("interfaces", ()):
+            addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
+            out.append(f'  {_node_id("c", c["name"])} -- {_node_id("net", i["network"])} [label="{i["ifname"]} {addrs}"];')
+        if c.get("shares"):
+            out.append(f'  {_node_id("c", c["name"])} -- {_node_id("c", c["shares"])} [style=dashed, label="shares netns"];')
+    out.append("}")
+    return "\n".join(out) + "\n"
