@@ -18,7 +18,8 @@ packets that match this project's bridges are):
                                    to 127.0.0.1 (needs `route_localnet=1` on the target bridge)
     ports        regular chain     one DNAT rule per `ports:` entry; a range is one rule
     postrouting  nat/srcnat        masquerade `saddr SUBNET oifname != BRIDGE`; loopback sources
-                                   leaving a bridge; hairpin (`saddr CIP daddr CIP`)
+                                   leaving a bridge; hairpin (DNATed flows from a bridge's
+                                   own subnet back into it, so replies return through the host)
 
 Isolation and icc match interfaces, not addresses, so they hold for IPv4 and IPv6 alike. The icc
 rule sees bridged (same-bridge) frames only when br_netfilter passes them to the inet hooks
@@ -63,7 +64,7 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
             builder.rule("forward", _iif(br), _oif(br), _DROP)
     builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
     # A published port is open to every container, as it is behind Docker's userland proxy.
-    builder.rule("forward", _match({"ct": {"key": "status"}}, "dnat", "in"), _ACCEPT)
+    builder.rule("forward", _CT_DNAT, _ACCEPT)
     for net in networks:
         br = net["bridge"]
         others = [b for b in own_bridges if b != br and not _fnmatch_cn(b)]
@@ -86,18 +87,23 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
             builder.chain(chain, "nat", hook, -100)
             builder.rule(chain, _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
                          {"jump": {"target": "ports"}})
-        hairpins: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
         loop_bridges: list[str] = []
+        hairpin: list[tuple[str, int]] = []
         for target in targets:
             builder.rule("ports", *target.dnat_rule())
-            if target.address not in hairpins:
-                hairpins.append(target.address)
             if target.address.version == 4 and target.bridge not in loop_bridges:
                 loop_bridges.append(target.bridge)
+            if (target.bridge, target.address.version) not in hairpin:
+                hairpin.append((target.bridge, target.address.version))
         for br in loop_bridges:
             postrouting.append([_oif(br), _saddr(ipaddress.ip_network("127.0.0.0/8")), _MASQUERADE])
-        for addr in hairpins:
-            postrouting.append([_saddr(addr), _daddr(addr), _MASQUERADE])
+        # Hairpin: a container reaching a published port of its own network (itself included)
+        # through a host address must see the reply come back through the host, not directly.
+        for net in networks:
+            for sub in net.get("subnets", ()):
+                subnet = ipaddress.ip_network(sub["subnet"], strict=False)
+                if (net["bridge"], subnet.version) in hairpin:
+                    postrouting.append([_oif(net["bridge"]), _saddr(subnet), _CT_DNAT, _MASQUERADE])
     if postrouting:
         builder.chain("postrouting", "nat", "postrouting", 100)
         for exprs in postrouting:
@@ -202,6 +208,7 @@ def _published_interface(container: dict[str, Any], networks: dict[str, dict[str
 _DROP = {"drop": None}
 _ACCEPT = {"accept": None}
 _MASQUERADE = {"masquerade": None}
+_CT_DNAT = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
 
 
 def _match(left: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:

@@ -70,6 +70,7 @@ def nft_check(doc):
     nft.check(json.dumps(doc))
 
 
+CT_DNAT = {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
 WEB = container(interfaces=[iface()], ports=[port(8080, 80)])
 
 
@@ -155,7 +156,8 @@ def test_single_published_port_dnat_from_outside_and_from_the_host():
     # loopback-sourced connections leaving the bridge and hairpin get the gateway's source
     assert [m("oifname", "cn-aaaa0001"), m(payload("ip", "saddr"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
             {"masquerade": None}] in post
-    assert [m(payload("ip", "saddr"), "172.18.0.2"), m(payload("ip", "daddr"), "172.18.0.2"), {"masquerade": None}] in post
+    assert [m("oifname", "cn-aaaa0001"), m(payload("ip", "saddr"), {"prefix": {"addr": "172.18.0.0", "len": 16}}),
+            CT_DNAT, {"masquerade": None}] in post
     nft_check(doc)
 
 
@@ -210,7 +212,8 @@ def test_ipv6_network_uses_ip6_matches():
     post = rules(doc, "postrouting")
     assert [m(payload("ip6", "saddr"), {"prefix": {"addr": "fd00:1::", "len": 64}}),
             m("oifname", "cn-aaaa0001", "!="), {"masquerade": None}] in post
-    assert [m(payload("ip6", "saddr"), "fd00:1::2"), m(payload("ip6", "daddr"), "fd00:1::2"), {"masquerade": None}] in post
+    assert [m("oifname", "cn-aaaa0001"), m(payload("ip6", "saddr"), {"prefix": {"addr": "fd00:1::", "len": 64}}),
+            CT_DNAT, {"masquerade": None}] in post
     assert [m(payload("tcp", "dport"), 8080), {"dnat": {"family": "ip6", "addr": "fd00:1::2", "port": 80}}] in rules(doc, "ports")
     nft_check(doc)
 
