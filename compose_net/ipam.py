@@ -80,7 +80,7 @@ def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     own = set(own_devs)
     out: list[Taken] = [Taken(LEGACY_SUBNET, "the legacy default bridge (network_mode: bridge)")]
     for r in facts.routes:
-        if r.dev not in own:
+        if r.dev not in own and r.dst.prefixlen:  # a default route overlaps everything: not a clash
             out.append(Taken(r.dst, f"host route via {r.dev}" if r.dev else "host route"))
     for a in facts.addresses:
         if a.dev not in own:
@@ -171,7 +171,7 @@ def _auto_v4(project: Project, net: Network, pools: list[ipaddress.IPv4Network],
         if hit is None:
             why = "first free default pool prefix"
             if skipped:
-                shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+                shown = ", ".join(skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
                 why += f"; skipped {shown}"
             gw = _first_host(prefix)
             return Subnet(prefix, gw, auto=True, note=f"{net.name}: subnet {prefix} ({why}), gateway {gw}")
