@@ -133,3 +133,119 @@ def uplink():
         yield link
     finally:
         link.destroy()
+
+
+# --- hand-built plans (executor tests; independent of the loader and planner) -----------------
+
+import ipaddress as _ipaddress  # noqa: E402
+
+
+class PlanBuilder:
+    """Builds a Plan op by op the way the planner lays one out: networks (bridge + gateway
+    address), then per container its namespace, veths with peers born in place, links up,
+    addresses, default route, sysctls and /etc/netns files. Names carry a per-test tag."""
+
+    def __init__(self, project: str, group: int | None = None):
+        from compose_net.plan import ops as O
+
+        self.O = O
+        self.project = project
+        self.tag = project[-6:]
+        self.group = group or (int(project[-4:], 16) % 50000) + 10000
+        self.ops: list = []
+        self.networks: dict[str, dict] = {}
+        self._veths = 0
+
+    def network(self, key: str, subnet: str, *, mtu: int | None = None) -> str:
+        O = self.O
+        net = _ipaddress.ip_network(subnet)
+        bridge = f"cb{self.tag}{key}"[:15]
+        gw = next(net.hosts())
+        unit = f"network:{self.project}_{key}"
+        self.ops.append(O.BridgeCreate(unit, bridge, self.group, mtu=mtu))
+        self.ops.append(O.AddrAdd(unit, None, bridge, _ipaddress.ip_interface(f"{gw}/{net.prefixlen}")))
+        self.networks[key] = {"bridge": bridge, "net": net, "gw": gw, "mtu": mtu, "next": 2}
+        return bridge
+
+    def address(self, key: str) -> _ipaddress.IPv4Interface:
+        net = self.networks[key]
+        ip = net["net"].network_address + net["next"]
+        net["next"] += 1
+        return _ipaddress.ip_interface(f"{ip}/{net['net'].prefixlen}")
+
+    def container(
+        self,
+        name: str,
+        nets: list[str],
+        *,
+        ips: dict | None = None,
+        macs: dict | None = None,
+        ifnames: dict | None = None,
+        default: str | None = None,
+        sysctls: dict | None = None,
+        files: bool = True,
+    ) -> dict[str, _ipaddress.IPv4Interface]:
+        O = self.O
+        unit = f"container:{name}"
+        ips, macs, ifnames = ips or {}, macs or {}, ifnames or {}
+        self.ops.append(O.NetnsCreate(unit, name))
+        out = {}
+        links = []
+        for i, key in enumerate(nets):
+            net = self.networks[key]
+            self._veths += 1
+            ifname = ifnames.get(key, f"eth{i}")
+            addr = _ipaddress.ip_interface(ips[key]) if key in ips else self.address(key)
+            mac = macs.get(key) or "02:42:" + ":".join(f"{b:02x}" for b in addr.ip.packed)
+            host = f"v{self.tag}{self._veths}"[:15]
+            self.ops.append(O.VethCreate(unit, host, ifname, name, self.group, master=net["bridge"], mtu=net["mtu"], peer_mac=mac))
+            links.append((key, ifname, addr))
+            out[key] = addr
+        for key, ifname, addr in links:
+            self.ops.append(O.LinkUp(unit, name, ifname))
+        for key, ifname, addr in links:
+            self.ops.append(O.AddrAdd(unit, name, ifname, addr))
+        chosen = default if default is not None else (nets[0] if nets else None)
+        for key, ifname, addr in links:
+            if key == chosen:
+                gw = self.networks[key]["gw"]
+                self.ops.append(O.RouteAdd(unit, name, _ipaddress.ip_network("0.0.0.0/0"), ifname, gw))
+        for k, v in (sysctls or {}).items():
+            self.ops.append(O.SysctlSet(unit, name, k, v))
+        if files:
+            self.ops.append(O.FileWrite(unit, f"/etc/netns/{name}/resolv.conf", "nameserver 127.0.0.11\noptions ndots:0\n"))
+            hosts = "127.0.0.1\tlocalhost\n" + "".join(f"{a.ip}\t{name}\n" for a in out.values())
+            self.ops.append(O.FileWrite(unit, f"/etc/netns/{name}/hosts", hosts))
+        return out
+
+    def add(self, op) -> None:
+        self.ops.append(op)
+
+    def plan(self):
+        return self.O.Plan(self.project, tuple(self.ops))
+
+
+@pytest.fixture
+def builder(project_name):
+    return PlanBuilder(project_name)
+
+
+@pytest.fixture
+def executor_guard(project_name):
+    """Whatever a test leaves up for its project is taken down, even when it fails."""
+    yield
+    from compose_net import executor
+
+    executor.down(project_name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_lock_file(kernel_lock):
+    """The host-wide state lock file is permanent (see state.py): make it exist before the
+    first snapshot, so a test that takes it is not reported as a leak."""
+    if os.geteuid() != 0:
+        return
+    from compose_net import state
+
+    with state.host_lock():
+        pass

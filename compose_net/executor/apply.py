@@ -1,0 +1,425 @@
+"""The op interpreter: a table from op kind to handler, plus batching and journaling.
+
+Netlink ops aimed at the same namespace are queued and sent as one buffer with one ack; the
+queue is flushed when the target namespace changes, when an index must be looked up, before any
+op that is not netlink, and at unit boundaries (so progress reports what really exists). Before a
+batch is sent, its ops are recorded in the journal and fsynced: the journal may name things that
+were never made, never the reverse, and every inverse treats "already gone" as done.
+
+In undo mode (down, rollback) nothing is journaled, "already gone" is success, and errors are
+collected instead of raised so that everything that can be removed is.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+from compose_net.errors import OpFailed
+from compose_net.executor import files, namespaces, netlink
+from compose_net.executor.netlink import GONE, NetlinkError, Rtnl
+from compose_net.plan import ops as O
+from compose_net.state import Journal
+
+Progress = Optional[Callable[[tuple], None]]
+_NO_BATCH = object()
+
+
+def unit_event(unit: str) -> Optional[tuple[str, str]]:
+    kind, _, name = unit.partition(":")
+    if kind in ("network", "container") and name:
+        return kind, name
+    return None
+
+
+class Applier:
+    def __init__(self, journal: Optional[Journal], *, undo: bool = False, progress: Progress = None):
+        self.journal = journal
+        self.undo = undo
+        self.progress = progress
+        self.home = namespaces.home_fd()
+        self.sockets: dict[Optional[str], Rtnl] = {}
+        self.nsfds: dict[str, int] = {}
+        self.indexes: dict[tuple[Optional[str], str], int] = {}
+        self.batch: list[tuple[int, O.Op, int, bytes]] = []
+        self.batch_ns: object = _NO_BATCH
+        self.done: list[O.Op] = []  # journaled by this run, so rollback knows what to undo
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.count = 0
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self, numbered: Sequence[tuple[int, O.Op]], fail_after: Optional[int] = None) -> None:
+        unit: Optional[str] = None
+        started = time.perf_counter()
+        for seq, op in numbered:
+            if op.unit != unit:
+                self.flush()
+                if unit is not None:
+                    self._report(unit, started)
+                unit, started = op.unit, time.perf_counter()
+            handler = HANDLERS.get(op.kind)
+            if handler is None:
+                self.fail(seq, op, f"no handler for op kind {op.kind!r}")
+                continue
+            handler(self, seq, op)
+            self.count += 1
+            if fail_after is not None and seq == fail_after:
+                self.flush()
+                raise OpFailed(seq, op.describe(), f"injected failure (COMPOSE_NET_FAIL_AFTER={fail_after})")
+        self.flush()
+        if unit is not None:
+            self._report(unit, started)
+
+    def _report(self, unit: str, started: float) -> None:
+        event = unit_event(unit)
+        if self.progress and event:
+            action = "removed" if self.undo else "created"
+            self.progress((event[0], event[1], action, time.perf_counter() - started))
+
+    def fail(self, seq: int, op: O.Op, reason: str) -> None:
+        if self.undo:
+            self.errors.append(f"{op.describe()}: {reason}")
+            return
+        raise OpFailed(seq, op.describe(), reason)
+
+    def close(self) -> None:
+        """Close every socket and namespace descriptor: an open one would keep a namespace
+        (and the host end of its veths) alive after `down`."""
+        for sock in self.sockets.values():
+            sock.close()
+        for fd in self.nsfds.values():
+            os.close(fd)
+        self.sockets.clear()
+        self.nsfds.clear()
+        if self.home >= 0:
+            os.close(self.home)
+            self.home = -1
+
+    # --- netlink batching ------------------------------------------------------------------
+
+    def socket(self, ns: Optional[str]) -> Rtnl:
+        sock = self.sockets.get(ns)
+        if sock is None:
+            if ns is None:
+                sock = Rtnl()
+            else:
+                sock = namespaces.run_inside(self.ns_fd(ns), self.home, Rtnl)
+            self.sockets[ns] = sock
+        return sock
+
+    def ns_fd(self, ns: str) -> int:
+        fd = self.nsfds.get(ns)
+        if fd is None:
+            fd = self.nsfds[ns] = namespaces.open_fd(ns)
+        return fd
+
+    def index(self, ns: Optional[str], name: str) -> Optional[int]:
+        key = (ns, name)
+        if key not in self.indexes:
+            self.flush()  # the link may be in the batch not yet sent
+            found = self.socket(ns).link_index(name)
+            if found is None:
+                return None
+            self.indexes[key] = found
+        return self.indexes[key]
+
+    def forget(self, ns: Optional[str], name: Optional[str] = None) -> None:
+        for key in [k for k in self.indexes if k[0] == ns and (name is None or k[1] == name)]:
+            del self.indexes[key]
+
+    def queue(self, ns: Optional[str], seq: int, op: O.Op, build: Callable[[int], bytes]) -> None:
+        if self.batch and self.batch_ns != ns:
+            self.flush()
+        try:
+            sock = self.socket(ns)
+        except FileNotFoundError:
+            if self.undo:
+                return  # the namespace is gone, and this op's object with it
+            self.fail(seq, op, f"network namespace {ns} does not exist")
+            return
+        msg_seq = sock.next_seq()
+        self.batch_ns = ns
+        self.batch.append((seq, op, msg_seq, build(msg_seq)))
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        ns, self.batch_ns = self.batch_ns, _NO_BATCH
+        self._journal([op for _, op, _, _ in batch])
+        errors = self.sockets[ns].send([data for *_, data in batch])  # type: ignore[index]
+        for seq, op, msg_seq, _ in batch:
+            err = errors.get(msg_seq)
+            if err is None or (self.undo and err.code in GONE):
+                continue
+            self.fail(seq, op, str(err))
+
+    def _journal(self, ops: list[O.Op]) -> None:
+        if self.journal is not None and not self.undo:
+            self.journal.record(ops)
+            self.done.extend(ops)
+
+    def direct(self, seq: int, op: O.Op, action: Callable[[], object]) -> None:
+        """Run a non-netlink op now, after everything queued before it."""
+        self.flush()
+        self._journal([op])
+        try:
+            action()
+        except NetlinkError as exc:
+            if not (self.undo and exc.code in GONE):
+                self.fail(seq, op, str(exc))
+        except OSError as exc:
+            self.fail(seq, op, exc.strerror or str(exc))
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def _netns_create(ap: Applier, seq: int, op: O.NetnsCreate) -> None:
+    def inside() -> Rtnl:
+        sock = Rtnl()
+        try:
+            errors = sock.send([netlink.set_up(sock.next_seq(), "lo")])
+            if errors:
+                raise next(iter(errors.values()))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def create() -> None:
+        try:
+            fd, sock = namespaces.create(op.name, ap.home, inside)
+        except FileExistsError:
+            raise OSError(errno.EEXIST, f"network namespace {op.name} already exists") from None
+        ap.nsfds[op.name] = fd
+        ap.sockets[op.name] = sock
+        ap.forget(op.name)
+        ap.indexes[(op.name, "lo")] = 1
+
+    ap.direct(seq, op, create)
+
+
+def _netns_delete(ap: Applier, seq: int, op: O.NetnsDelete) -> None:
+    def delete() -> None:
+        sock = ap.sockets.pop(op.name, None)
+        if sock is not None:
+            sock.close()
+        fd = ap.nsfds.pop(op.name, None)
+        if fd is not None:
+            os.close(fd)
+        ap.forget(op.name)
+        namespaces.delete(op.name)
+
+    ap.direct(seq, op, delete)
+
+
+def _sysctl(ap: Applier, seq: int, op: O.SysctlSet) -> None:
+    key = op.key if "/" in op.key else op.key.replace(".", "/")
+    path = "/proc/sys/" + key
+
+    def write() -> None:
+        # /proc/sys/net resolves to the namespace of whoever opens it: open while inside.
+        with open(path, "w") as fh:
+            fh.write(op.value)
+
+    if op.ns is None:
+        ap.direct(seq, op, write)
+    else:
+        ap.direct(seq, op, lambda: namespaces.run_inside(ap.ns_fd(op.ns), ap.home, write))
+
+
+def _host_index(ap: Applier, seq: int, op: O.Op, name: Optional[str], what: str) -> Optional[int]:
+    if name is None:
+        return None
+    index = ap.index(None, name)
+    if index is None:
+        ap.fail(seq, op, f"{what} {name} does not exist")
+    return index
+
+
+def _bridge_create(ap: Applier, seq: int, op: O.BridgeCreate) -> None:
+    ap.forget(None, op.name)
+    ap.queue(None, seq, op, lambda s: netlink.new_bridge(s, op.name, op.group, op.mtu, op.mac))
+
+
+def _veth_create(ap: Applier, seq: int, op: O.VethCreate) -> None:
+    master = _host_index(ap, seq, op, op.master, "bridge")
+    fd = _target_fd(ap, seq, op, op.peer_ns)
+    ap.forget(None, op.name)
+    ap.forget(op.peer_ns, op.peer_name)
+    ap.queue(
+        None, seq, op,
+        lambda s: netlink.new_veth(s, op.name, op.group, master, op.mtu, op.peer_name, fd, op.peer_mac),
+    )
+
+
+def _target_fd(ap: Applier, seq: int, op: O.Op, ns: str) -> int:
+    try:
+        return ap.ns_fd(ns)
+    except FileNotFoundError:
+        ap.fail(seq, op, f"network namespace {ns} does not exist")
+        return -1
+
+
+def _macvlan_create(ap: Applier, seq: int, op: O.MacvlanCreate) -> None:
+    parent = _host_index(ap, seq, op, op.parent, "parent interface")
+    fd = _target_fd(ap, seq, op, op.ns)
+    ap.forget(op.ns, op.name)
+    ap.queue(None, seq, op, lambda s: netlink.new_macvlan(s, op.name, parent, fd, op.mode, op.mac, op.mtu))
+
+
+def _ipvlan_create(ap: Applier, seq: int, op: O.IpvlanCreate) -> None:
+    parent = _host_index(ap, seq, op, op.parent, "parent interface")
+    fd = _target_fd(ap, seq, op, op.ns)
+    ap.forget(op.ns, op.name)
+    ap.queue(None, seq, op, lambda s: netlink.new_ipvlan(s, op.name, parent, fd, op.mode, op.flag, op.mtu))
+
+
+def _vlan_create(ap: Applier, seq: int, op: O.VlanCreate) -> None:
+    parent = _host_index(ap, seq, op, op.parent, "parent interface")
+    ap.forget(None, op.name)
+    ap.queue(None, seq, op, lambda s: netlink.new_vlan(s, op.name, parent, op.vlan_id, op.group))
+
+
+def _vxlan_create(ap: Applier, seq: int, op: O.VxlanCreate) -> None:
+    master = _host_index(ap, seq, op, op.master, "bridge")
+    dev = _host_index(ap, seq, op, op.dev, "interface")
+    ap.forget(None, op.name)
+    ap.queue(
+        None, seq, op,
+        lambda s: netlink.new_vxlan(s, op.name, op.vni, op.group, master, op.port, op.local, op.remote, dev, op.mtu),
+    )
+
+
+def _link_up(ap: Applier, seq: int, op: O.LinkUp) -> None:
+    ap.queue(op.ns, seq, op, lambda s: netlink.set_up(s, op.name))
+
+
+def _link_delete(ap: Applier, seq: int, op: O.LinkDelete) -> None:
+    ap.forget(op.ns, op.name)
+    ap.queue(op.ns, seq, op, lambda s: netlink.del_link(s, op.name))
+
+
+def _link_group_delete(ap: Applier, seq: int, op: O.LinkGroupDelete) -> None:
+    ap.forget(None)
+    ap.queue(None, seq, op, lambda s: netlink.del_group(s, op.group))
+
+
+def _dev_index(ap: Applier, seq: int, op: O.Op, ns: Optional[str], dev: str) -> Optional[int]:
+    try:
+        index = ap.index(ns, dev)
+    except FileNotFoundError:
+        index = None
+        if not ap.undo:
+            ap.fail(seq, op, f"network namespace {ns} does not exist")
+            return None
+    if index is None and not ap.undo:
+        ap.fail(seq, op, f"link {dev} does not exist")
+    return index  # None in undo mode: the link is gone, and the address or route with it
+
+
+def _addr(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        index = _dev_index(ap, seq, op, op.ns, op.dev)
+        if index is not None:
+            ap.queue(op.ns, seq, op, lambda s: netlink.addr(s, add, index, op.address))
+
+    return handler
+
+
+def _route(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        index = _dev_index(ap, seq, op, op.ns, op.dev)
+        if index is not None:
+            ap.queue(op.ns, seq, op, lambda s: netlink.route(s, add, op.dst, index, op.gateway, op.metric))
+
+    return handler
+
+
+def _file_write(ap: Applier, seq: int, op: O.FileWrite) -> None:
+    ap.direct(seq, op, lambda: files.write_atomic(op.path, op.content, op.mode))
+
+
+def _file_remove(ap: Applier, seq: int, op: O.FileRemove) -> None:
+    ap.direct(seq, op, lambda: files.remove(op.path))
+
+
+def _peer(ap: Applier, module: str, what: str):
+    """Import a module another part of compose-net provides; None (and a warning) if absent."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        ap.warn(f"{what} is not available yet ({module} is missing): skipped")
+        return None
+
+
+def _nft_apply(ap: Applier, seq: int, op: O.NftApply) -> None:
+    nft = _peer(ap, "compose_net.executor.nft", "the firewall")
+    _guarded(ap, seq, op, lambda: nft and nft.apply_table(op.family, op.table, op.ruleset))
+
+
+def _nft_delete(ap: Applier, seq: int, op: O.NftDelete) -> None:
+    nft = _peer(ap, "compose_net.executor.nft", "the firewall")
+    _guarded(ap, seq, op, lambda: nft and nft.delete_table(op.family, op.table))
+
+
+def _dns_start(ap: Applier, seq: int, op: O.DnsStart) -> None:
+    control = _peer(ap, "compose_net.dns.control", "the embedded DNS server")
+    _guarded(ap, seq, op, lambda: control and control.start(op.project, op.records))
+
+
+def _dns_stop(ap: Applier, seq: int, op: O.DnsStop) -> None:
+    control = _peer(ap, "compose_net.dns.control", "the embedded DNS server")
+    _guarded(ap, seq, op, lambda: control and control.stop(op.project))
+
+
+def _guarded(ap: Applier, seq: int, op: O.Op, action: Callable[[], object]) -> None:
+    """Like `direct`, but the peer modules raise their own errors: report them as this op's."""
+    from compose_net.errors import ComposeNetError
+
+    def run() -> None:
+        try:
+            action()
+        except ComposeNetError as exc:
+            raise OSError(errno.EIO, str(exc)) from exc
+
+    ap.direct(seq, op, run)
+
+
+HANDLERS: dict[str, Callable[[Applier, int, O.Op], None]] = {
+    O.SysctlSet.kind: _sysctl,
+    O.NetnsCreate.kind: _netns_create,
+    O.NetnsDelete.kind: _netns_delete,
+    O.BridgeCreate.kind: _bridge_create,
+    O.VethCreate.kind: _veth_create,
+    O.MacvlanCreate.kind: _macvlan_create,
+    O.IpvlanCreate.kind: _ipvlan_create,
+    O.VlanCreate.kind: _vlan_create,
+    O.VxlanCreate.kind: _vxlan_create,
+    O.LinkUp.kind: _link_up,
+    O.LinkDelete.kind: _link_delete,
+    O.LinkGroupDelete.kind: _link_group_delete,
+    O.AddrAdd.kind: _addr(True),
+    O.AddrDel.kind: _addr(False),
+    O.RouteAdd.kind: _route(True),
+    O.RouteDel.kind: _route(False),
+    O.FileWrite.kind: _file_write,
+    O.FileRemove.kind: _file_remove,
+    O.NftApply.kind: _nft_apply,
+    O.NftDelete.kind: _nft_delete,
+    O.DnsStart.kind: _dns_start,
+    O.DnsStop.kind: _dns_stop,
+}
