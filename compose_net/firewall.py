@@ -189,6 +189,17 @@ def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) 
                     yield _PortTarget(port, v6, bridge, host_ip)
 
 
+def published_interface(summary: dict[str, Any], container: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The interface (summary entry) a container's published ports are DNATed to; None when
+    they lead nowhere (host mode, only internal or non-bridge networks)."""
+    if container.get("netns") is None:
+        return None
+    networks = {n["name"]: n for n in summary.get("networks", ()) if n.get("bridge")}
+    if container.get("shares"):
+        container = next((c for c in summary.get("containers", ()) if c["name"] == container["shares"]), container)
+    return _published_interface(container, networks)
+
+
 def _published_interface(container: dict[str, Any], networks: dict[str, dict[str, Any]]) -> Optional[dict[str, Any]]:
     """The interface published ports lead to: the default-route one if it is on a non-internal
     bridge, else the first such interface."""
