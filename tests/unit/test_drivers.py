@@ -1,0 +1,96 @@
+import ipaddress
+
+from compose_net import drivers, naming
+from compose_net.drivers.base import InterfaceLayout, NetworkLayout
+from compose_net.ipam import Subnet
+from compose_net.plan import ops as O
+from compose_net.plan.planner import plan_up, summary
+from compose_net.probe import HostFacts
+from planning_projects import att, net, pool, project, svc
+
+SUB = Subnet(ipaddress.ip_network("10.7.0.0/24"), ipaddress.ip_address("10.7.0.1"))
+IFACE = InterfaceLayout("c1", "container:c1", "c1", "n", "eth0", "veth12345678", "02:42:0a:07:00:02",
+                        ipaddress.IPv4Interface("10.7.0.2/24"))
+HERE = HostFacts(links={"eth0": 0, "lo": 0, "cnmv0": 0}, features=frozenset({"bridge", "veth", "macvlan", "vxlan"}),
+                 features_known=True)
+
+
+def layout(**kw):
+    base = dict(key="n", name="p_n", driver="bridge", unit="network:p_n", group=42, subnets=(SUB,), bridge="cn-aaaa")
+    base.update(kw)
+    return NetworkLayout(**base)
+
+
+def test_bridge_network_and_attachment_ops():
+    d = drivers.get("bridge")
+    ops, warnings = d.network_ops(layout(mtu=1400), HERE)
+    assert warnings == []
+    assert ops == [O.BridgeCreate("network:p_n", "cn-aaaa", 42, mtu=1400),
+                   O.AddrAdd("network:p_n", None, "cn-aaaa", ipaddress.ip_interface("10.7.0.1/24"))]
+    att_ops = d.attach_ops(layout(mtu=1400), IFACE)
+    assert att_ops == [O.VethCreate("container:c1", "veth12345678", "eth0", "c1", 42, master="cn-aaaa", mtu=1400,
+                                    peer_mac="02:42:0a:07:00:02"),
+                       O.LinkUp("container:c1", "c1", "eth0"),
+                       O.AddrAdd("container:c1", "c1", "eth0", ipaddress.ip_interface("10.7.0.2/24"))]
+
+
+def test_overlay_is_a_bridge_plus_vxlan():
+    ops, warnings = drivers.get("overlay").network_ops(layout(driver="overlay", vxlan="cnvx-1", vni=5000), HERE)
+    assert [o.kind for o in ops] == ["bridge_create", "vxlan_create", "addr_add"]
+    assert ops[1].master == "cn-aaaa" and ops[1].vni == 5000 and ops[1].group == 42 and warnings == []
+    _, warnings = drivers.get("overlay").network_ops(layout(driver="overlay", vxlan="x", vni=1),
+                                                     HostFacts(features=frozenset({"bridge"}), features_known=True))
+    assert any("VXLAN" in w for w in warnings)
+
+
+def test_macvlan_parent_present_missing_and_vlan():
+    d = drivers.get("macvlan")
+    ml = layout(driver="macvlan", bridge=None, parent="cnmv0", mode="private")
+    assert d.network_ops(ml, HERE) == ([], [])
+    assert d.attach_ops(ml, IFACE)[0] == O.MacvlanCreate("container:c1", "eth0", "c1", "cnmv0", mode="private",
+                                                         mac="02:42:0a:07:00:02")
+    ops, warnings = d.network_ops(layout(driver="macvlan", bridge=None, parent="nosuch0"), HERE)
+    assert ops == [] and any("nosuch0 does not exist" in w for w in warnings)
+    ops, warnings = d.network_ops(layout(driver="macvlan", bridge=None, parent="eth0.10"), HERE)
+    assert ops == [O.VlanCreate("network:p_n", "eth0.10", "eth0", 10, 42)]
+    assert any("802.1q" in w for w in warnings)  # this HostFacts has no 8021q
+
+
+def test_ipvlan_missing_kernel_support_only_warns():
+    d = drivers.get("ipvlan")
+    il = layout(driver="ipvlan", bridge=None, parent="cnmv0", mode="l3", flag="private")
+    ops, warnings = d.network_ops(il, HERE)
+    assert ops == [] and any("ipvlan support" in w for w in warnings)
+    assert d.attach_ops(il, IFACE)[0] == O.IpvlanCreate("container:c1", "eth0", "c1", "cnmv0", mode="l3", flag="private")
+
+
+def test_host_and_none_drivers_create_nothing():
+    for name in ("host", "none"):
+        assert drivers.get(name).network_ops(layout(driver=name), HERE) == ([], [])
+        assert drivers.get(name).attach_ops(layout(driver=name), IFACE) == []
+
+
+def test_planned_macvlan_and_ipvlan_projects():
+    p = project("p", [svc("s", att("lan", ipv4_address="192.0.2.50"), att("l3"))],
+                [net("lan", "p", driver="macvlan", driver_opts={"parent": "cnmv0"},
+                     ipam_pools=(pool("192.0.2.0/24", gateway="192.0.2.254"),)),
+                 net("l3", "p", driver="ipvlan", driver_opts={"parent": "cnmv0", "ipvlan_mode": "l3"},
+                     ipam_pools=(pool("10.77.0.0/24"),))])
+    plan = plan_up(p, HERE)  # no ipvlan in this kernel: planned anyway, with a warning
+    assert any("ipvlan" in w for w in plan.warnings)
+    kinds = [o.kind for o in plan.ops if o.unit == "container:p-s-1"]
+    assert kinds[:3] == ["netns_create", "macvlan_create", "link_up"] and "ipvlan_create" in kinds
+    assert not [o for o in plan.ops if o.kind == "bridge_create"]
+    routes = [o for o in plan.ops if o.kind == "route_add"]
+    assert len(routes) == 1 and str(routes[0].gateway) == "192.0.2.254" and routes[0].dev == "eth0"
+    s = summary(p, HERE)
+    l3 = [n for n in s["networks"] if n["driver"] == "ipvlan"][0]
+    assert l3["subnets"][0]["gateway"] is None and l3["mode"] == "l3" and l3["bridge"] is None
+    assert s["containers"][0]["interfaces"][0]["host_ifname"] is None
+
+
+def test_overlay_project_has_vni_in_summary():
+    p = project("p", [svc("s", att("o"))], [net("o", "p", driver="overlay")])
+    s = summary(p)
+    assert s["networks"][0]["vxlan"] == {"name": naming.vxlan_name("p_o"), "vni": naming.vxlan_vni("p_o")}
+    assert [o.kind for o in plan_up(p).ops if o.unit == "network:p_o"] == ["bridge_create", "vxlan_create", "addr_add"]

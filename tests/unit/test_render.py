@@ -1,0 +1,65 @@
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from compose_net.plan import ops as O
+from compose_net.plan.planner import plan_up
+from compose_net.plan.render import render_down_text, render_graph, render_json, render_text
+from planning_projects import three_tier
+
+
+def test_text_header_numbering_grouping_and_notes():
+    plan = plan_up(three_tier())
+    text = render_text(plan)
+    lines = text.splitlines()
+    assert lines[0] == f"project shop: 2 networks, 3 containers, {len(plan.ops)} ops"
+    numbered = [l for l in lines if re.match(r"^\s+\d+  ", l)]
+    assert [int(l.split()[0]) for l in numbered] == list(range(1, len(plan.ops) + 1))
+    for line, op in zip(numbered, plan.ops):
+        assert line.endswith(op.describe())
+    assert "network shop_front (bridge; 172.18.0.0/16, gateway 172.18.0.1)" in lines
+    assert "network shop_back (bridge; internal; 172.19.0.0/16, gateway 172.19.0.1)" in lines
+    assert "container shop-web-1" in lines
+    veth = next(l for l in numbered if "<-> eth0 in shop-web-1" in l)
+    assert re.search(r"veth veth[0-9a-f]{8} <-> eth0 in shop-web-1, master cn-[0-9a-f]{8}", veth)
+    assert "notes:" in lines and any("first free default pool prefix" in l for l in lines)
+
+
+def test_json_is_a_list_of_ops_numbered_by_position():
+    plan = plan_up(three_tier())
+    data = json.loads(render_json(plan))
+    assert isinstance(data, list) and len(data) == len(plan.ops)
+    assert [d["op"] for d in data] == [o.kind for o in plan.ops]
+    names = json.dumps(data)
+    assert "shop_front" in names and "shop_back" in names and '\\"published\\": 8080' in names
+
+
+def test_down_text():
+    plan = plan_up(three_tier())
+    down = O.teardown(plan.ops)
+    text = render_down_text("shop", down)
+    assert text.splitlines()[0] == f"project shop: down, {len(down)} ops"
+    assert "delete link group" in text and "delete netns shop-web-1" in text
+
+
+def test_graph_mermaid_and_dot_show_subnets_addresses_ports():
+    p = three_tier()
+    plan = plan_up(p)
+    m = render_graph(p, plan, "mermaid")
+    assert m.startswith("graph LR")
+    assert "172.18.0.0/16 gw 172.18.0.1" in m and "eth0 172.18.0.2/16" in m and "8080->80/tcp" in m
+    d = render_graph(p, plan, "dot")
+    assert d.startswith('graph "shop" {') and d.rstrip().endswith("}")
+    assert "c_shop_web_1 -- net_shop_front" in d and "8080->80/tcp" in d and "internal" in d
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_dot_output_is_valid_graphviz():
+    p = three_tier()
+    out = subprocess.run(["dot", "-Tsvg"], input=render_graph(p, plan_up(p), "dot"), capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "<svg" in out.stdout and "c_shop_web_1" in out.stdout and "172.18.0.2/16" in out.stdout
