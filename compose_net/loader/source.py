@@ -28,7 +28,7 @@ from compose_net.keypath import format_path
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 256
 # Nodes produced through aliases (each alias counts the full size of what it stands for).
-MAX_ALIAS_NODES = 500_000
+MAX_ALIAS_NODES = 200_000
 
 try:  # libyaml's event parser is ~10x faster; the pure-Python one behaves the same
     _Parser = yaml.CSafeLoader
@@ -145,6 +145,10 @@ class _Frame:
 
 
 _NO_KEY = object()
+
+
+def _SCALAR_LOC(file: str, line: int) -> "Loc":
+    return Loc(file, line, None, None)
 _MERGE = "<<"
 
 
@@ -194,6 +198,8 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
         parts = [f.path_key for f in stack[1:]]
         if stack and stack[-1].is_map and stack[-1].key is not _NO_KEY:
             parts.append(stack[-1].key)
+        if len(parts) > 12:  # a runaway nesting: the start of the path is enough
+            return path_text(parts[:6]) + ".(...)"
         return path_text(parts) or "(top level)"
 
     def attach(value: Any, loc: Loc, size: int, line: int) -> None:
@@ -247,6 +253,18 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
                     value = resolve_plain(event.value) if tag is None and event.implicit[0] else event.value
                 else:
                     value = _resolve_tagged(tag, event.value, (file, line, where_path()))
+                if stack and not event.anchor and tag is None:
+                    top = stack[-1]
+                    key = top.key
+                    if top.is_map and key is not _NO_KEY and key != _MERGE:
+                        # the common case, inlined: a plain value for a key
+                        if key in top.data:
+                            attach(value, _SCALAR_LOC(file, line), 1, line)  # reports the duplicate
+                        top.data[key] = value
+                        top.locs[key] = Loc(file, top.key_line, None, top.key_tag)
+                        top.key = _NO_KEY
+                        top.size += 1
+                        continue
                 loc = Loc(file, line, None, tag if tag in _PASS_TAGS else None)
                 if event.anchor:
                     anchors[event.anchor] = (value, loc, 1)
