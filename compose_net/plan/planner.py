@@ -126,6 +126,14 @@ def _int_opt(project: Project, net: Network, opt: str) -> Optional[int]:
     return value
 
 
+def _dyn_note(subnet: Optional[ipam.Subnet]) -> str:
+    if subnet is None:
+        return ""
+    if subnet.ip_range is not None:
+        return f"next free address in ip_range {subnet.ip_range} of {subnet.subnet}"
+    return f"next free address in {subnet.subnet}"
+
+
 def _false(value: Optional[str]) -> bool:
     return str(value).strip().lower() in ("false", "0", "no", "off")
 
@@ -353,10 +361,8 @@ class _Layout:
                 mac = _mac_from_v4(v4) if v4 is not None else _mac_from_name(f"{c.name}/{net.name}")
             iface4 = ipaddress.IPv4Interface(f"{v4}/{s4.subnet.prefixlen}") if v4 is not None and s4 else None
             iface6 = ipaddress.IPv6Interface(f"{v6}/{s6.subnet.prefixlen}") if v6 is not None and s6 else None
-            note4 = ("static ipv4_address" if a is not None and a.ipv4_address is not None
-                     else f"next free address in {s4.subnet}" if s4 else "")
-            note6 = ("static ipv6_address" if a is not None and a.ipv6_address is not None
-                     else f"next free address in {s6.subnet}" if s6 else "")
+            note4 = ("static ipv4_address" if a is not None and a.ipv4_address is not None else _dyn_note(s4))
+            note6 = ("static ipv6_address" if a is not None and a.ipv6_address is not None else _dyn_note(s6))
             host_if = naming.veth_name(c.name, net.name) if net.bridge else None
             layout = InterfaceLayout(c.name, unit, netns, net.key, ifname, host_if, mac, iface4, iface6,
                                      note4 if iface4 else "", note6 if iface6 else "")
