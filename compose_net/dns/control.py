@@ -1,0 +1,176 @@
+"""Start, reload and stop a project's DNS server process (used by the executor and the CLI).
+
+The server runs as `python -m compose_net.dns serve --project P --records PATH` in its own
+session. Its files live in the project's state directory: `dns.pid` (written by the server),
+`dns.status` (what it serves: records digest, namespaces, errors; rewritten after every load) and
+`dns.log` (its stderr). A pid file whose process is gone, or is some other process now (after a
+crash or a reboot), is stale and simply replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from compose_net.dns.server import STATE_ROOT, _is_dns_process, records_digest
+from compose_net.errors import RuntimeFailure
+
+START_TIMEOUT = 10.0
+FILES = ("dns.pid", "dns.status", "dns.log")
+
+_children: dict[str, subprocess.Popen] = {}
+
+
+def _state(project: str, state: Optional[Path]) -> Path:
+    return Path(state) if state else STATE_ROOT / project
+
+
+def _read_pid(state: Path) -> int:
+    try:
+        return int((state / "dns.pid").read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _read_status(state: Path) -> dict[str, Any]:
+    try:
+        return json.loads((state / "dns.status").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _digest(path: Path) -> str:
+    try:
+        return records_digest(path.read_bytes())
+    except OSError:
+        return ""
+
+
+def _log_tail(state: Path) -> str:
+    try:
+        return (state / "dns.log").read_text(errors="replace")[-2000:].strip()
+    except OSError:
+        return ""
+
+
+def running_pid(project: str, state: Optional[Path] = None) -> int:
+    """The server's pid, or 0 when it does not run (a stale pid file counts as not running)."""
+    pid = _read_pid(_state(project, state))
+    return pid if pid and _is_dns_process(pid, project) else 0
+
+
+def is_running(project: str, state: Optional[Path] = None) -> bool:
+    return bool(running_pid(project, state))
+
+
+def start(project: str, records_path: str | Path, state: Optional[Path] = None, timeout: float = START_TIMEOUT) -> int:
+    """Make the project's server serve `records_path`: start it, or reload it when it already
+    runs. Returns once it listens in every container namespace of the records; its pid."""
+    st = _state(project, state)
+    records_path = Path(records_path).resolve()
+    pid = running_pid(project, st)
+    if pid:
+        if _read_status(st).get("records") == str(records_path):
+            reload(project, st, timeout)
+            return pid
+        stop(project, st)
+    for name in ("dns.pid", "dns.status"):
+        (st / name).unlink(missing_ok=True)
+    st.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    # -S: no site packages (the server needs only the standard library and this package); the
+    # site hooks of a virtualenv alone cost about 4 MB of the server's RSS.
+    argv = [sys.executable, "-S", "-m", "compose_net.dns", "serve", "--project", project,
+            "--records", str(records_path), "--state-dir", str(st)]
+    with open(st / "dns.log", "ab") as logf:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=True, close_fds=True, cwd="/", env=env)
+    _children[project] = proc
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _read_status(st)
+        if status.get("pid") == proc.pid and status.get("digest") == _digest(records_path):
+            if status.get("error"):
+                stop(project, st)
+                raise RuntimeFailure(f"DNS server of {project}: {status['error']}")
+            return proc.pid
+        if proc.poll() is not None:
+            tail = _log_tail(st)
+            _children.pop(project, None)
+            raise RuntimeFailure(f"DNS server of {project} exited with status {proc.returncode}: {tail}")
+        if time.monotonic() > deadline:
+            stop(project, st)
+            raise RuntimeFailure(f"DNS server of {project} did not start within {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def reload(project: str, state: Optional[Path] = None, timeout: float = START_TIMEOUT) -> None:
+    """Block until the server serves the records file as it is now, and has closed the sockets
+    of containers no longer in it (so their namespaces can go)."""
+    st = _state(project, state)
+    pid = running_pid(project, st)
+    if not pid:
+        raise RuntimeFailure(f"the DNS server of {project} does not run")
+    records = _read_status(st).get("records")
+    if not records:
+        raise RuntimeFailure(f"the DNS server of {project} has not reported its records file")
+    before = _read_status(st).get("generation", 0)
+    deadline = time.monotonic() + timeout
+    os.kill(pid, signal.SIGHUP)
+    signalled = time.monotonic()
+    while True:
+        status = _read_status(st)
+        # A later generation than before our signal, of the records as they are now.
+        if status.get("pid") == pid and status.get("generation", 0) > before and status.get("digest") == _digest(Path(records)):
+            if status.get("error"):
+                raise RuntimeFailure(f"DNS server of {project}: {status['error']}")
+            return
+        if not _is_dns_process(pid, project):
+            raise RuntimeFailure(f"the DNS server of {project} exited during reload: {_log_tail(st)}")
+        now = time.monotonic()
+        if now > deadline:
+            raise RuntimeFailure(f"the DNS server of {project} did not reload within {timeout:.0f} s")
+        if now - signalled > 0.5:  # the file changed again while it loaded: ask once more
+            os.kill(pid, signal.SIGHUP)
+            signalled = now
+        time.sleep(0.005)
+
+
+def stop(project: str, state: Optional[Path] = None, timeout: float = 5.0) -> None:
+    """Stop the server by its pid and remove its files. Not running counts as done."""
+    st = _state(project, state)
+    pid = running_pid(project, st)
+    if pid:
+        _signal_and_wait(pid, project, signal.SIGTERM, timeout)
+        if _is_dns_process(pid, project):
+            _signal_and_wait(pid, project, signal.SIGKILL, timeout)
+    child = _children.pop(project, None)
+    if child is not None:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    for name in FILES:
+        (st / name).unlink(missing_ok=True)
+
+
+def _signal_and_wait(pid: int, project: str, sig: int, timeout: float) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _is_dns_process(pid, project) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        os.waitpid(pid, os.WNOHANG)  # our own child: reap it, so no zombie stays
+    except ChildProcessError:
+        pass

@@ -1,0 +1,215 @@
+"""Who sees which names: the project summary turned into per-asking-container views.
+
+Pure: a summary dict (the `project.json` written by `up`) in, `Records` out. No sockets, no
+kernel. The server keeps one `View` per container namespace it listens in; the socket a query
+arrives on picks the view.
+
+Docker's observable rules this encodes:
+- a name answers only with addresses on networks the asker shares with the target;
+- the asker's networks are tried in eth order and the first one that knows the name wins, so a
+  target on several shared networks answers its address on the asker's first network, and a
+  network-scoped alias answers only that network's address;
+- every replica carrying a name (the service name) answers, so the service name gives all of them;
+- `links` aliases answer only for the container that declared the link (even on the legacy
+  default bridge, where nothing else is discoverable);
+- names are case-insensitive; a trailing dot and the asker's `dns_search` suffixes are ignored;
+- forwarding goes to the container's `dns:` servers, else the host's; a container only on
+  `internal` networks gets none.
+
+To keep memory flat with many containers the name tables are built once per network and shared
+by every view; a view is an ordered tuple of those tables plus its own link table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+DEFAULT_TTL = 600
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The addresses one name resolves to for one asker."""
+
+    v4: tuple[ipaddress.IPv4Address, ...] = ()
+    v6: tuple[ipaddress.IPv6Address, ...] = ()
+
+    def merged(self, other: "Answer") -> "Answer":
+        return Answer(
+            self.v4 + tuple(a for a in other.v4 if a not in self.v4),
+            self.v6 + tuple(a for a in other.v6 if a not in self.v6),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkTable:
+    """The names one network answers and the reverse names of its container addresses."""
+
+    network: str
+    names: Mapping[str, Answer]
+    ptr: Mapping[str, str]  # reverse name -> "container.network" (as Docker answers)
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """What one asking container sees. `scope` is equal for containers that see exactly the
+    same answers, so the server can share one reply cache between them."""
+
+    container: str
+    netns: str
+    tables: tuple[NetworkTable, ...]  # the asker's networks in eth order
+    links: Mapping[str, Answer]
+    search: tuple[str, ...]
+    upstreams: tuple[IPAddress, ...]  # empty: never forward (internal-only container)
+    ttl: int
+    scope: tuple = field(default=())
+
+    def lookup(self, qname: str) -> Optional[Answer]:
+        """The answer for `qname` (any case, trailing dot or not, maybe with a search suffix);
+        None when the name is unknown to this asker."""
+        name = normalize(qname)
+        found = self._exact(name)
+        if found is not None:
+            return found
+        for suffix in self.search:
+            if name.endswith("." + suffix):
+                found = self._exact(name[: -len(suffix) - 1])
+                if found is not None:
+                    return found
+        return None
+
+    def _exact(self, name: str) -> Optional[Answer]:
+        found = self.links.get(name)
+        if found is not None:
+            return found
+        for table in self.tables:
+            found = table.names.get(name)
+            if found is not None:
+                return found
+        return None
+
+    def reverse(self, qname: str) -> Optional[str]:
+        """The PTR target for a reverse name of an address on one of the asker's networks."""
+        name = normalize(qname)
+        for table in self.tables:
+            found = table.ptr.get(name)
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class Records:
+    project: str
+    ttl: int
+    views: Mapping[str, View]  # by netns name: the namespace the server listens in
+
+
+def normalize(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def _eth_key(iface: Mapping[str, Any]) -> tuple[int, str]:
+    ifname = iface.get("ifname") or ""
+    digits = ifname[3:] if ifname.startswith("eth") else ""
+    return (int(digits), ifname) if digits.isdigit() else (1 << 30, ifname)
+
+
+def _address(text: Optional[str]) -> Optional[IPAddress]:
+    if not text:
+        return None
+    return ipaddress.ip_interface(text).ip
+
+
+def _endpoint_names(container: Mapping[str, Any], iface: Mapping[str, Any]) -> list[str]:
+    names = [container.get("service"), container.get("name"), *(iface.get("aliases") or ())]
+    if container.get("hostname"):
+        names.append(container["hostname"])
+    if container.get("id"):
+        names.append(container["id"][:12])
+    return [normalize(n) for n in names if n]
+
+
+def _is_default_bridge(net: Mapping[str, Any]) -> bool:
+    # Docker's default bridge has no service discovery; only links resolve there.
+    return bool(net.get("shared")) and net.get("name") == "bridge"
+
+
+def build(summary: Mapping[str, Any]) -> Records:
+    """Every container namespace's view of the project's names."""
+    project = summary.get("project", "")
+    ttl = int(summary.get("dns_ttl") or DEFAULT_TTL)
+    networks = {n["name"]: n for n in summary.get("networks", ())}
+    host_ns = tuple(ipaddress.ip_address(a) for a in summary.get("host_nameservers") or ())
+    containers = [c for c in summary.get("containers", ())]
+
+    names: dict[str, dict[str, Answer]] = {n: {} for n in networks}
+    ptr: dict[str, dict[str, str]] = {n: {} for n in networks}
+    # service -> network -> Answer, for links
+    by_service: dict[str, dict[str, Answer]] = {}
+    for ctr in containers:
+        for iface in ctr.get("interfaces") or ():
+            net = iface.get("network")
+            if net not in networks:
+                continue
+            v4 = _address(iface.get("ipv4"))
+            v6 = _address(iface.get("ipv6"))
+            ans = Answer((v4,) if v4 else (), (v6,) if v6 else ())
+            svc = ctr.get("service")
+            if svc:
+                per_net = by_service.setdefault(svc, {})
+                per_net[net] = per_net[net].merged(ans) if net in per_net else ans
+            if _is_default_bridge(networks[net]):
+                continue
+            table = names[net]
+            for name in _endpoint_names(ctr, iface):
+                table[name] = table[name].merged(ans) if name in table else ans
+            target = f"{ctr.get('name')}.{net}"
+            for addr in (v4, v6):
+                if addr is not None:
+                    ptr[net][addr.reverse_pointer] = target
+
+    tables = {n: NetworkTable(n, names[n], ptr[n]) for n in networks}
+
+    views: dict[str, View] = {}
+    for ctr in containers:
+        netns = ctr.get("netns")
+        ifaces = sorted(ctr.get("interfaces") or (), key=_eth_key)
+        # A container sharing another's namespace answers through that one's sockets.
+        if not netns or ctr.get("shares") or ctr.get("network_mode") == "host" or not ifaces:
+            continue
+        own_nets = [i["network"] for i in ifaces if i.get("network") in networks]
+        links: dict[str, Answer] = {}
+        for link in ctr.get("links") or ():
+            svc = link.get("service")
+            alias = normalize(link.get("alias") or svc or "")
+            per_net = by_service.get(svc, {})
+            for net in own_nets:
+                if net in per_net:
+                    links[alias] = per_net[net]
+                    break
+        internal_only = all(networks[n].get("internal") for n in own_nets)
+        if internal_only:
+            upstreams: tuple[IPAddress, ...] = ()
+        elif ctr.get("dns"):
+            upstreams = tuple(ipaddress.ip_address(a) for a in ctr["dns"])
+        else:
+            upstreams = host_ns
+        search = tuple(normalize(s) for s in ctr.get("dns_search") or () if normalize(s))
+        link_key = tuple(sorted((k, v.v4, v.v6) for k, v in links.items()))
+        scope = (tuple(own_nets), link_key, search, upstreams)
+        views[netns] = View(
+            container=ctr.get("name", netns),
+            netns=netns,
+            tables=tuple(tables[n] for n in own_nets),
+            links=links,
+            search=search,
+            upstreams=upstreams,
+            ttl=ttl,
+            scope=scope,
+        )
+    return Records(project=project, ttl=ttl, views=views)

@@ -1,0 +1,586 @@
+"""The project's DNS server process: sockets in every container namespace, one epoll loop.
+
+For each container namespace in the records, the loop's thread enters the namespace (`setns`),
+binds UDP and TCP on 127.0.0.11:53 there and returns home; the sockets stay in that namespace.
+The socket a query arrives on names the asking container, so its view answers. UDP is read and
+answered in batches (`recvmmsg`/`sendmmsg`); TCP connections are rare and get a short-lived
+thread each (bounded). Queries for names that are not the project's are forwarded from the
+host's namespace to the asker's upstreams on a fresh socket (random port and ID), with a bounded
+timeout per query (SERVFAIL after it) and a bounded number in flight.
+
+Reload (SIGHUP, or the records file replaced): new containers get sockets, removed or recreated
+ones lose theirs (an open socket would keep the namespace and its veth alive), unchanged ones keep
+their sockets and whatever queries are queued on them. After every load the server writes
+`dns.status` (the digest of the records it serves, the namespaces it listens in); `control`
+waits on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import heapq
+import json
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from compose_net.dns.mmsg import Batch
+from compose_net.dns.records import View, build
+from compose_net.dns.resolver import (
+    ANSWER,
+    DROP,
+    FORWARD,
+    RCODE_SERVFAIL,
+    Resolver,
+    edns_size,
+    error_reply,
+    question_end,
+    truncate,
+)
+from compose_net.errors import RuntimeFailure
+
+try:  # the builtin module: hashlib would load OpenSSL, 3-4 MB of RSS for one digest
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover
+    from hashlib import sha256
+
+log = logging.getLogger("compose_net.dns")
+
+LISTEN_ADDR = "127.0.0.11"
+PORT = 53
+UPSTREAM_PORT = 53
+FORWARD_TIMEOUT = 2.0  # seconds per query over all its upstreams; then SERVFAIL
+MAX_PENDING = 512  # forwarded UDP queries in flight; more get SERVFAIL at once
+MAX_TCP = 64  # TCP connections served at once
+TCP_IDLE = 10.0
+STAT_INTERVAL = 1.0  # how often the records file is checked for an atomic replacement
+STATE_ROOT = Path("/run/compose-net")
+NETNS_DIR = Path("/run/netns")
+
+CLONE_NEWNET = 0x40000000
+IP_FREEBIND = 15
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def state_dir(project: str) -> Path:
+    return STATE_ROOT / project
+
+
+def records_path(project: str) -> Path:
+    return state_dir(project) / "project.json"
+
+
+def records_digest(raw: bytes) -> str:
+    return sha256(raw).hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _netns_key(netns: str) -> Optional[tuple[int, int]]:
+    try:
+        st = os.stat(NETNS_DIR / netns)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+class Listener:
+    """The UDP and TCP sockets in one container namespace and the view they answer with."""
+
+    __slots__ = ("netns", "key", "udp", "tcp", "ufd", "tfd", "vc", "conns")
+
+    def __init__(self, netns: str, key: tuple[int, int], udp: socket.socket, tcp: socket.socket):
+        self.netns = netns
+        self.key = key
+        self.udp = udp
+        self.tcp = tcp
+        self.ufd = udp.fileno()
+        self.tfd = tcp.fileno()
+        self.vc: tuple[View, dict] = None  # type: ignore[assignment]  # (view, its reply cache)
+        self.conns: dict[socket.socket, threading.Thread] = {}
+
+
+class Pending:
+    """One forwarded UDP query."""
+
+    __slots__ = ("listener", "peer", "query", "upstreams", "attempt", "sock", "qid", "done")
+
+    def __init__(self, listener: Listener, peer: tuple[str, int], query: bytes, upstreams: tuple):
+        self.listener = listener
+        self.peer = peer
+        self.query = query
+        self.upstreams = upstreams
+        self.attempt = 0
+        self.sock: Optional[socket.socket] = None
+        self.qid = b""
+        self.done = False
+
+
+class Server:
+    def __init__(
+        self,
+        project: str,
+        records: str | Path,
+        state: Optional[Path] = None,
+        listen: tuple[str, int] = (LISTEN_ADDR, PORT),
+        upstream_port: int = UPSTREAM_PORT,
+        forward_timeout: float = FORWARD_TIMEOUT,
+    ):
+        self.project = project
+        self.records = Path(records)
+        self.state = Path(state) if state else state_dir(project)
+        self.listen = listen
+        self.upstream_port = upstream_port
+        self.forward_timeout = forward_timeout
+        self.resolver = Resolver()
+        self.listeners: dict[str, Listener] = {}
+        self.handlers: dict[int, Any] = {}
+        self.pending: dict[int, Pending] = {}
+        self.timers: list = []
+        self._seq = 0
+        self.batch = Batch()
+        self.ep = select.epoll()
+        self._stopping = False
+        self._file_sig: Optional[tuple] = None
+        self._generation = 0
+        self._next_stat = 0.0
+        self._tcp_lock = threading.Lock()
+        self._tcp_count = 0
+        threading.stack_size(256 * 1024)  # TCP threads only read, resolve and write
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.ep.register(self._wake_r, select.EPOLLIN)
+        self.handlers[self._wake_r] = self._on_signal
+
+    # --- files ---------------------------------------------------------------------------
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "dns.pid"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state / "dns.status"
+
+    def _claim_pid_file(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            other = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            other = 0
+        if other and other != os.getpid() and _is_dns_process(other, self.project):
+            raise RuntimeFailure(f"the DNS server of {self.project} already runs as pid {other}")
+        _write_atomic(self.pid_file, f"{os.getpid()}\n")
+
+    def _write_status(self, digest: str, failed: dict[str, str], error: Optional[str]) -> None:
+        self._generation += 1
+        status = {
+            "pid": os.getpid(),
+            "generation": self._generation,
+            "records": str(self.records),
+            "digest": digest,
+            "netns": sorted(self.listeners),
+            "failed": failed,
+            "error": error,
+        }
+        _write_atomic(self.status_file, json.dumps(status))
+
+    def _remove_files(self) -> None:
+        for path in (self.status_file, self.pid_file):
+            try:
+                if path == self.pid_file and path.read_text().strip() != str(os.getpid()):
+                    continue
+                path.unlink()
+            except OSError:
+                pass
+
+    # --- records -------------------------------------------------------------------------
+
+    def _file_signature(self) -> Optional[tuple]:
+        try:
+            st = os.stat(self.records)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def reload(self) -> None:
+        """Serve the records file as it is now."""
+        self._file_sig = self._file_signature()
+        try:
+            raw = self.records.read_bytes()
+        except OSError as exc:
+            log.error("cannot read records %s: %s", self.records, exc)
+            self._write_status("", {}, f"cannot read {self.records}: {exc.strerror}")
+            return
+        digest = records_digest(raw)
+        try:
+            records = build(json.loads(raw))
+        except Exception as exc:  # a bad file must not stop a serving server
+            log.error("bad records %s: %s", self.records, exc)
+            self._write_status(digest, {}, f"bad records file: {exc}")
+            return
+        resolver = Resolver()
+        for netns, lst in list(self.listeners.items()):
+            if netns not in records.views or _netns_key(netns) != lst.key:
+                self._close_listener(lst)
+        failed: dict[str, str] = {}
+        for netns, view in records.views.items():
+            lst = self.listeners.get(netns)
+            if lst is None:
+                try:
+                    lst = self._open_listener(netns)
+                except OSError as exc:
+                    failed[netns] = exc.strerror or str(exc)
+                    log.error("cannot listen in %s: %s", netns, exc)
+                    continue
+            lst.vc = (view, resolver.cache_for(view))
+        self.resolver = resolver
+        log.info("serving %d containers (records %s)", len(self.listeners), digest[:12])
+        self._write_status(digest, failed, None)
+
+    def _open_listener(self, netns: str) -> Listener:
+        nsfd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(nsfd)
+            udp = tcp = None
+            _setns(nsfd)
+            try:
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                udp.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                udp.bind(self.listen)
+                tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                tcp.bind(self.listen)
+                tcp.listen(64)
+            except OSError:
+                for s in (udp, tcp):
+                    if s is not None:
+                        s.close()
+                raise
+            finally:
+                _setns(self._home)
+        finally:
+            os.close(nsfd)
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        lst = Listener(netns, (st.st_dev, st.st_ino), udp, tcp)
+        self.listeners[netns] = lst
+        self.ep.register(lst.ufd, select.EPOLLIN)
+        self.ep.register(lst.tfd, select.EPOLLIN)
+        self.handlers[lst.ufd] = lambda fd, lst=lst: self._serve_udp(lst)
+        self.handlers[lst.tfd] = lambda fd, lst=lst: self._accept(lst)
+        return lst
+
+    def _close_listener(self, lst: Listener) -> None:
+        self.listeners.pop(lst.netns, None)
+        for fd in (lst.ufd, lst.tfd):
+            self.handlers.pop(fd, None)
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+        lst.udp.close()
+        lst.tcp.close()
+        # Accepted TCP connections live in the namespace too: wake their threads and wait.
+        for conn, thread in list(lst.conns.items()):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            thread.join(2.0)
+        for pending in list(self.pending.values()):
+            if pending.listener is lst:
+                self._finish(pending)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT. Must run on the main thread (signals)."""
+        self._claim_pid_file()
+        old = {s: signal.signal(s, _note_signal) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+        old_wake = signal.set_wakeup_fd(self._wake_w)
+        try:
+            self.reload()
+            self._loop()
+        finally:
+            signal.set_wakeup_fd(old_wake)
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            self.close()
+            self._remove_files()
+
+    def _loop(self) -> None:
+        poll = self.ep.poll
+        handlers = self.handlers
+        while not self._stopping:
+            timeout = STAT_INTERVAL
+            if self.timers:
+                timeout = max(0.0, min(timeout, self.timers[0][0] - time.monotonic()))
+            for fd, _ in poll(timeout):
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(fd)
+            now = time.monotonic()
+            if self.timers and self.timers[0][0] <= now:
+                self._expire(now)
+            if now >= self._next_stat:
+                self._next_stat = now + STAT_INTERVAL
+                if self._file_signature() != self._file_sig:
+                    self.reload()
+
+    def _on_signal(self, fd: int) -> None:
+        try:
+            signums = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM in signums or signal.SIGINT in signums:
+            self._stopping = True
+        elif signal.SIGHUP in signums:
+            self.reload()
+
+    def close(self) -> None:
+        for lst in list(self.listeners.values()):
+            self._close_listener(lst)
+        for pending in list(self.pending.values()):
+            self._finish(pending)
+        self.ep.close()
+        for fd in (self._wake_r, self._wake_w, self._home):
+            os.close(fd)
+
+    # --- UDP -----------------------------------------------------------------------------
+
+    def _serve_udp(self, lst: Listener) -> None:
+        batch = self.batch
+        handle = self.resolver.handle
+        fd = lst.ufd
+        view, cache = lst.vc
+        for _ in range(8):  # then let other sockets have a turn
+            n = batch.recv(fd)
+            if not n:
+                return
+            out = []
+            for i in range(n):
+                data = batch.datagram(i)
+                try:
+                    action, reply = handle(view, data, False, cache)
+                except Exception:  # a bug must cost one query, never the server
+                    log.exception("query from %s dropped", lst.netns)
+                    continue
+                if action == ANSWER:
+                    out.append((i, reply))
+                elif action == FORWARD:
+                    self._forward(lst, batch.peer(i), data)
+            if out:
+                batch.send(fd, out)
+            if n < batch.count:
+                return
+
+    def _forward(self, lst: Listener, peer: tuple[str, int], query: bytes) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self._reply(lst, peer, error_reply(query, RCODE_SERVFAIL))
+            return
+        self._send_upstream(Pending(lst, peer, query, lst.vc[0].upstreams))
+
+    def _send_upstream(self, p: Pending) -> None:
+        while p.attempt < len(p.upstreams):
+            upstream = p.upstreams[p.attempt]
+            family = socket.AF_INET6 if upstream.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            p.qid = random.getrandbits(16).to_bytes(2, "big")
+            try:
+                sock.connect((str(upstream), self.upstream_port))
+                sock.send(p.qid + p.query[2:])
+            except OSError:
+                sock.close()
+                p.attempt += 1
+                continue
+            p.sock = sock
+            fd = sock.fileno()
+            self.pending[fd] = p
+            self.handlers[fd] = self._upstream_reply
+            self.ep.register(fd, select.EPOLLIN)
+            self._seq += 1
+            deadline = time.monotonic() + self.forward_timeout / len(p.upstreams)
+            heapq.heappush(self.timers, (deadline, self._seq, p, p.attempt))
+            return
+        self._fail(p)
+
+    def _upstream_reply(self, fd: int) -> None:
+        p = self.pending.get(fd)
+        if p is None or p.sock is None:
+            return
+        try:
+            reply = p.sock.recv(65535)
+        except BlockingIOError:
+            return
+        except OSError:  # ICMP unreachable: try the next upstream now
+            self._drop_socket(p)
+            p.attempt += 1
+            self._send_upstream(p)
+            return
+        if len(reply) < 12 or reply[:2] != p.qid or not reply[2] & 0x80:
+            return  # not the answer to our question: keep waiting
+        self._finish(p)
+        reply = p.query[:2] + reply[2:]
+        qend = question_end(p.query)
+        if qend > 0 and len(reply) > edns_size(p.query, qend):
+            reply = truncate(reply, question_end(reply))
+        self._reply(p.listener, p.peer, reply)
+
+    def _expire(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _, _, p, attempt = heapq.heappop(self.timers)
+            if p.done or p.attempt != attempt:
+                continue
+            self._drop_socket(p)
+            p.attempt += 1
+            self._send_upstream(p)
+
+    def _fail(self, p: Pending) -> None:
+        self._finish(p)
+        self._reply(p.listener, p.peer, error_reply(p.query, RCODE_SERVFAIL))
+
+    def _drop_socket(self, p: Pending) -> None:
+        if p.sock is not None:
+            fd = p.sock.fileno()
+            self.pending.pop(fd, None)
+            self.handlers.pop(fd, None)
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+            p.sock.close()
+            p.sock = None
+
+    def _finish(self, p: Pending) -> None:
+        self._drop_socket(p)
+        p.done = True
+
+    def _reply(self, lst: Listener, peer: tuple[str, int], reply: bytes) -> None:
+        if self.listeners.get(lst.netns) is not lst:
+            return
+        try:
+            lst.udp.sendto(reply, peer)
+        except OSError:
+            pass
+
+    # --- TCP -----------------------------------------------------------------------------
+
+    def _accept(self, lst: Listener) -> None:
+        try:
+            conn, _ = lst.tcp.accept()
+        except OSError:
+            return
+        with self._tcp_lock:
+            if self._tcp_count >= MAX_TCP:
+                conn.close()
+                return
+            self._tcp_count += 1
+        conn.setblocking(True)
+        conn.settimeout(TCP_IDLE)
+        thread = threading.Thread(target=self._serve_tcp, args=(lst, conn), daemon=True)
+        lst.conns[conn] = thread
+        thread.start()
+
+    def _serve_tcp(self, lst: Listener, conn: socket.socket) -> None:
+        try:
+            while True:
+                head = _recv_exact(conn, 2)
+                if head is None:
+                    break
+                query = _recv_exact(conn, int.from_bytes(head, "big"))
+                if query is None:
+                    break
+                view, cache = lst.vc
+                try:
+                    action, reply = self.resolver.handle(view, query, True, cache)
+                except Exception:
+                    log.exception("TCP query from %s dropped", lst.netns)
+                    break
+                if action == DROP:
+                    break
+                if action == FORWARD:
+                    reply = self._forward_tcp(view.upstreams, query)
+                conn.sendall(len(reply).to_bytes(2, "big") + reply)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            lst.conns.pop(conn, None)
+            with self._tcp_lock:
+                self._tcp_count -= 1
+
+    def _forward_tcp(self, upstreams: tuple, query: bytes) -> bytes:
+        deadline = time.monotonic() + self.forward_timeout
+        for i, upstream in enumerate(upstreams):
+            budget = (deadline - time.monotonic()) / (len(upstreams) - i)
+            if budget <= 0:
+                break
+            qid = random.getrandbits(16).to_bytes(2, "big")
+            try:
+                with socket.create_connection((str(upstream), self.upstream_port), timeout=budget) as up:
+                    up.settimeout(max(0.05, deadline - time.monotonic()) / (len(upstreams) - i))
+                    packet = qid + query[2:]
+                    up.sendall(len(packet).to_bytes(2, "big") + packet)
+                    head = _recv_exact(up, 2)
+                    reply = _recv_exact(up, int.from_bytes(head, "big")) if head else None
+            except OSError:
+                continue
+            if reply and len(reply) >= 12 and reply[:2] == qid and reply[2] & 0x80:
+                return query[:2] + reply[2:]
+        return error_reply(query, RCODE_SERVFAIL)
+
+
+def _recv_exact(conn: socket.socket, n: int) -> Optional[bytes]:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    # The wakeup fd carries the signal number to the loop; nothing else to do here.
+    pass
+
+
+def _is_dns_process(pid: int, project: str) -> bool:
+    """Whether `pid` is a live (not zombie) DNS server of `project`."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        return False
+    # `python -m compose_net.dns serve --project P` or the CLI's `compose-net dns -p P`
+    return project.encode() in argv and (b"compose_net.dns" in argv or b"dns" in argv)
+
+
+def serve_forever(project: str, records: Optional[str | Path] = None, state: Optional[Path] = None) -> None:
+    """Run the project's DNS server in this process until SIGTERM/SIGINT (the CLI's
+    `compose-net dns -p NAME`)."""
+    Server(project, records or records_path(project), state).run()
