@@ -482,7 +482,7 @@ def check_overlapping_subnets(ctx: Context) -> None:
                 if net is not None:
                     subnets.append((net, ["networks", key, "ipam", "config", i, "subnet"]))
     # sorted by start address, an overlap always shows between neighbours (no quadratic scan)
-    subnets.sort(key=lambda item: (item[0].version, int(item[0].network_address), -item[0].prefixlen))
+    subnets.sort(key=lambda item: (item[0].version, int(item[0].network_address), item[0].prefixlen))
     widest: Optional[tuple[Any, list]] = None
     for net, parts in subnets:
         if widest is not None and widest[0].version == net.version and net.subnet_of(widest[0]):
@@ -523,8 +523,8 @@ def check_dependency_cycles(ctx: Context) -> None:
                 continue
             stack[-1] = (node, i + 1)
             target, where = targets[i]
-            if target not in edges:
-                continue
+            if target not in edges or target == node:
+                continue  # unknown services and self-references have their own messages
             if state.get(target) == 1:
                 cycle = path[path.index(target):] + [target]
                 key = frozenset(cycle)

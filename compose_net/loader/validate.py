@@ -253,4 +253,5 @@ def validate(data: dict, loc: Loc) -> list[ConfigError]:
             seen.add((keypath, message))
             file, line = locate(loc, data, parts)
             errors.append(ConfigError(file, line, keypath, message))
+    errors.sort(key=lambda e: (e.file, e.line, e.keypath))
     return errors

@@ -1,0 +1,230 @@
+"""Stage 6: semantic checks; every problem at once as FILE:LINE: key.path: message."""
+
+import textwrap
+
+import pytest
+
+from compose_net.errors import ConfigErrors
+from compose_net.loader import LoadOptions, load
+
+
+def errors(tmp_path, text, **kw):
+    (tmp_path / "compose.yml").write_text(textwrap.dedent(text))
+    with pytest.raises(ConfigErrors) as e:
+        load(LoadOptions(files=("compose.yml",), cwd=str(tmp_path), environ={}, project_name="p", **kw))
+    return [str(x) for x in e.value.errors]
+
+
+def ok(tmp_path, text, **kw):
+    (tmp_path / "compose.yml").write_text(textwrap.dedent(text))
+    return load(LoadOptions(files=("compose.yml",), cwd=str(tmp_path), environ={}, project_name="p", **kw))
+
+
+def test_all_problems_of_a_file_at_once(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          web:
+            networks:
+              backnet: {}
+            ports: ["70000:80", "8080:80/icmp"]
+            depends_on: [ghost]
+          api:
+            network_mode: "service:nobody"
+            links: [web:w, phantom]
+        networks:
+          front:
+            driver: brigde
+        """) == [
+        'compose.yml:4: services.web.networks.backnet: undefined network "backnet"',
+        "compose.yml:5: services.web.ports[0]: host port out of range 0-65535",
+        'compose.yml:5: services.web.ports[1]: invalid protocol "icmp": expected tcp, udp or sctp',
+        'compose.yml:6: services.web.depends_on.ghost: depends on undefined service "ghost"',
+        'compose.yml:8: services.api.network_mode: network_mode refers to undefined service "nobody"',
+        'compose.yml:9: services.api.links[1]: links to undefined service "phantom"',
+        'compose.yml:12: networks.front.driver: unknown network driver "brigde" (did you mean "bridge"?)',
+    ]
+
+
+def test_static_addresses(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          a:
+            networks:
+              n: {ipv4_address: 10.1.0.5}
+              m: {ipv4_address: 10.9.0.5}
+              nosub: {ipv4_address: 10.3.0.5}
+          b:
+            networks:
+              n: {ipv4_address: 10.1.0.5, ipv6_address: "fd00::5"}
+          c:
+            scale: 2
+            networks:
+              n: {ipv4_address: 10.1.0.9}
+        networks:
+          n: {ipam: {config: [{subnet: 10.1.0.0/16}]}}
+          m: {ipam: {config: [{subnet: 10.2.0.0/16}]}}
+          nosub: {}
+        """) == [
+        'compose.yml:5: services.a.networks.m.ipv4_address: address 10.9.0.5 is outside the subnets of network "m" (10.2.0.0/16)',
+        "compose.yml:6: services.a.networks.nosub.ipv4_address: static address 10.3.0.5 needs a user-configured IPv4 subnet in networks.nosub.ipam.config",
+        "compose.yml:9: services.b.networks.n.ipv4_address: address 10.1.0.5 is already used by services.a.networks.n.ipv4_address",
+        'compose.yml:9: services.b.networks.n.ipv6_address: static IPv6 address fd00::5 but network "n" does not set enable_ipv6: true',
+        "compose.yml:9: services.b.networks.n.ipv6_address: static address fd00::5 needs a user-configured IPv6 subnet in networks.n.ipam.config",
+        "compose.yml:13: services.c.networks.n.ipv4_address: a static address cannot be shared by 2 replicas",
+    ]
+
+
+def test_ipam_and_overlaps_exact(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a: {networks: [x, y, z]}
+        networks:
+          x:
+            ipam:
+              config:
+                - subnet: 10.0.0.0/16
+                  gateway: 10.1.0.1
+                  aux_addresses: {r: 10.0.0.2, far: 192.168.0.1}
+          y:
+            ipam:
+              config:
+                - subnet: 10.5.0.1/16
+                - subnet: banana
+                - gateway: 10.6.0.1
+          z:
+            ipam: {config: [{subnet: 10.0.0.0/8}]}
+        """)
+    assert got == [
+        "compose.yml:7: networks.x.ipam.config[0].subnet: subnet 10.0.0.0/16 overlaps 10.0.0.0/8 of networks.z.ipam.config[0].subnet",
+        "compose.yml:8: networks.x.ipam.config[0].gateway: gateway 10.1.0.1 is outside subnet 10.0.0.0/16",
+        "compose.yml:9: networks.x.ipam.config[0].aux_addresses.far: address 192.168.0.1 is outside subnet 10.0.0.0/16",
+        'compose.yml:13: networks.y.ipam.config[0].subnet: subnet "10.5.0.1/16" has host bits set (did you mean 10.5.0.0/16?)',
+        'compose.yml:14: networks.y.ipam.config[1].subnet: invalid subnet "banana": expected CIDR like 172.28.0.0/16',
+        "compose.yml:15: networks.y.ipam.config[2].gateway: gateway needs a subnet in the same ipam.config entry",
+    ]
+
+
+def test_cycles_are_named(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a: {depends_on: [b]}
+          b: {depends_on: [c]}
+          c: {links: ["a:alias"]}
+          d: {network_mode: "service:d"}
+        """)
+    assert got == [
+        "compose.yml:4: services.c.links[0]: dependency cycle: a -> b -> c -> a",
+        "compose.yml:5: services.d.network_mode: a service cannot share its own network namespace",
+    ]
+
+
+def test_names_replicas_and_modes(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a: {container_name: same}
+          b: {container_name: same}
+          c: {container_name: solo, deploy: {replicas: 2}}
+          d: {scale: 2, deploy: {replicas: 3}}
+          e: {scale: -1}
+          f: {network_mode: host, networks: [default]}
+          g: {network_mode: bogus}
+        """)
+    assert got == [
+        'compose.yml:3: services.b.container_name: container name "same" is already used by service "a"',
+        "compose.yml:4: services.c.container_name: container_name cannot be used with 2 replicas (names must be unique)",
+        "compose.yml:5: services.d.scale: scale (2) and deploy.replicas (3) differ",
+        "compose.yml:6: services.e.scale: replicas cannot be negative (-1)",
+        "compose.yml:7: services.f.network_mode: network_mode cannot be used together with networks",
+        'compose.yml:8: services.g.network_mode: invalid network_mode "bogus": expected host, none, bridge, service:NAME or container:NAME',
+    ]
+
+
+def test_network_driver_options(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a: {networks: [b, m, i, e]}
+        networks:
+          b:
+            driver_opts:
+              com.docker.network.bridge.name: this-name-is-too-long
+              com.docker.network.driver.mtu: big
+          m: {driver: macvlan, driver_opts: {parent: eth0, macvlan_mode: bridgy}}
+          i: {driver: ipvlan, driver_opts: {ipvlan_mode: l4, ipvlan_flag: loud}}
+          e: {external: true, driver: bridge, ipam: {config: []}}
+        """)
+    assert got == [
+        'compose.yml:6: networks.b.driver_opts.com.docker.network.bridge.name: bridge name "this-name-is-too-long" is longer than 15 bytes',
+        'compose.yml:7: networks.b.driver_opts.com.docker.network.driver.mtu: MTU must be an integer, not "big"',
+        'compose.yml:8: networks.m.driver_opts.macvlan_mode: invalid macvlan mode "bridgy": expected bridge, private, vepa, passthru',
+        'compose.yml:9: networks.i.driver_opts.ipvlan_flag: invalid ipvlan flag "loud": expected bridge, private, vepa',
+        'compose.yml:9: networks.i.driver_opts.ipvlan_mode: invalid ipvlan mode "l4": expected l2, l3, l3s',
+        'compose.yml:10: networks.e.driver: external network "e" cannot set driver (only name)',
+        'compose.yml:10: networks.e.ipam: external network "e" cannot set ipam (only name)',
+    ]
+
+
+def test_ports_and_host_bindings(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a:
+            ports: ["8080:80", "9000-9001:90-92", "127.0.0.1:53:53/udp", "2-1:2-1"]
+          b:
+            ports: ["8080:81", "127.0.0.1:53:53/udp", "53:53/tcp", "0.0.0.0:6000:60"]
+          c:
+            scale: 2
+            ports: ["7000:70", "7100-7101:71"]
+            dns: [8.8.8.8, dns.example.com]
+            expose: ["80/tcp", "eighty"]
+            extra_hosts: ["nohost", "h:999.1.1.1", "gw:host-gateway"]
+            mac_address: zz:zz
+            networks:
+              default: {interface_name: a-really-long-ifname, mac_address: "02:42:ac:11:00:02"}
+        """)
+    assert got == [
+        "compose.yml:3: services.a.ports[1]: host port range 9000-9001 and container port range 90-92 differ in size",
+        "compose.yml:3: services.a.ports[3]: container port range 2-1 is reversed",
+        "compose.yml:3: services.a.ports[3]: host port range 2-1 is reversed",
+        "compose.yml:5: services.b.ports[0]: host port 8080/tcp on all addresses is already published by services.a.ports[0]",
+        "compose.yml:5: services.b.ports[1]: host port 53/udp on 127.0.0.1 is already published by services.a.ports[2]",
+        "compose.yml:8: services.c.ports[0]: published port 7000 cannot be bound by 2 replicas",
+        'compose.yml:9: services.c.dns[1]: dns server "dns.example.com" must be an IP address',
+        'compose.yml:10: services.c.expose[1]: invalid exposed port "eighty": expected PORT[-PORT][/PROTOCOL]',
+        'compose.yml:11: services.c.extra_hosts[0]: invalid extra_hosts entry "nohost": expected HOST:IP or HOST=IP',
+        'compose.yml:11: services.c.extra_hosts[1]: invalid address "999.1.1.1" for extra host "h"',
+        'compose.yml:12: services.c.mac_address: invalid MAC address "zz:zz"',
+        'compose.yml:14: services.c.networks.default.interface_name: interface name "a-really-long-ifname" is longer than 15 bytes',
+    ]
+
+
+def test_profiles_and_references(tmp_path):
+    text = """\
+        services:
+          web:
+            depends_on:
+              dbg: {condition: service_started}
+              opt: {condition: service_started, required: false}
+          side: {network_mode: "service:dbg"}
+          dbg: {profiles: [debug]}
+        """
+    assert errors(tmp_path, text) == [
+        'compose.yml:4: services.web.depends_on.dbg: depends on service "dbg", which no active profile enables',
+        'compose.yml:6: services.side.network_mode: network_mode refers to service "dbg", which no active profile enables',
+    ]
+    result = ok(tmp_path, text, profiles=("debug",))
+    assert list(result.project.services) == ["web", "side", "dbg"]
+
+
+def test_a_valid_project_passes(tmp_path):
+    result = ok(tmp_path, """\
+        services:
+          web:
+            ports: ["8080:80", "127.0.0.1:8081:80", "8000-8010:90", "udp1:53/udp"]
+            networks:
+              front: {ipv4_address: 172.30.0.10, ipv6_address: "fd00:1::10"}
+          api: {ports: ["8082:80", "53:53/udp"], depends_on: [web], links: ["web:www"]}
+        networks:
+          front:
+            enable_ipv6: true
+            ipam: {config: [{subnet: 172.30.0.0/24}, {subnet: "fd00:1::/64"}]}
+        """.replace('"udp1:53/udp"', '"53:53/tcp"'))
+    assert result.project.services["web"].networks[0].ipv4_address.exploded == "172.30.0.10"
