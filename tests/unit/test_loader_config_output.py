@@ -53,7 +53,7 @@ def test_yaml_round_trips_through_our_loader(tmp_path):
     (tmp_path / "again").mkdir()
     again = result(tmp_path / "again", text)
     assert render(again, "yaml") == text
-    assert [n.name for n in again.project.networks.values()] == [n.name for n in first.project.networks.values()]
+    assert sorted(n.name for n in again.project.networks.values()) == sorted(n.name for n in first.project.networks.values())
     assert again.project.containers == first.project.containers
 
 
