@@ -5,8 +5,18 @@ from __future__ import annotations
 from compose_net.drivers.base import Driver
 
 
+_DRIVERS: dict[str, Driver] = {}
+
+
 def get(name: str) -> Driver:
     """The driver called `name` (one of model.BUILTIN_DRIVERS); KeyError otherwise."""
+    driver = _DRIVERS.get(name)
+    if driver is None:
+        driver = _DRIVERS[name] = _make(name)
+    return driver
+
+
+def _make(name: str) -> Driver:
     from compose_net.drivers.bridge import BridgeDriver
     from compose_net.drivers.host import HostDriver
     from compose_net.drivers.ipvlan import IpvlanDriver

@@ -13,6 +13,7 @@ firewall's one table; the DNS server.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import json
@@ -359,8 +360,9 @@ class _Layout:
                 mac = svc.mac_address
             if mac is None:
                 mac = _mac_from_v4(v4) if v4 is not None else _mac_from_name(f"{c.name}/{net.name}")
-            iface4 = ipaddress.IPv4Interface(f"{v4}/{s4.subnet.prefixlen}") if v4 is not None and s4 else None
-            iface6 = ipaddress.IPv6Interface(f"{v6}/{s6.subnet.prefixlen}") if v6 is not None and s6 else None
+            # (int, prefix) tuples: parsing "a.b.c.d/n" strings dominated big plans
+            iface4 = ipaddress.IPv4Interface((int(v4), s4.subnet.prefixlen)) if v4 is not None and s4 else None
+            iface6 = ipaddress.IPv6Interface((int(v6), s6.subnet.prefixlen)) if v6 is not None and s6 else None
             note4 = ("static ipv4_address" if a is not None and a.ipv4_address is not None else _dyn_note(s4))
             note6 = ("static ipv6_address" if a is not None and a.ipv6_address is not None else _dyn_note(s6))
             host_if = naming.veth_name(c.name, net.name) if net.bridge else None
@@ -625,7 +627,19 @@ def _firewall_op(summary_dict: dict[str, Any]) -> Optional[Op]:
 
 def plan_up(project: Project, facts: Optional[HostFacts] = None) -> Plan:
     """Every op `up` applies, in order, with the IPAM notes and the host warnings."""
-    facts = facts if facts is not None else HostFacts()
+    # Planning allocates hundreds of thousands of small objects and makes no reference cycles:
+    # with the collector on, its full passes over a growing heap made 5,000 services cost 7x
+    # what 1,000 do. Pausing it keeps planning linear.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan_up(project, facts if facts is not None else HostFacts())
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan_up(project: Project, facts: HostFacts) -> Plan:
     lay = _layout(project, facts)
     summ = lay.summary()
     ops: list[Op] = []
@@ -675,7 +689,8 @@ def plan_up(project: Project, facts: Optional[HostFacts] = None) -> Plan:
         ops.append(FileWrite(unit, naming.netns_file(box.container.name, "hosts"), lay.hosts(box)))
 
     path = naming.summary_path(project.name)
-    ops.append(FileWrite("state", path, json.dumps(summ, indent=2) + "\n", mode=0o600))
+    # compact: the C encoder is ten times faster than the indenting one on a big project
+    ops.append(FileWrite("state", path, json.dumps(summ, separators=(",", ":")) + "\n", mode=0o600))
     fw = _firewall_op(summ)
     if fw is not None:
         ops.append(fw)

@@ -34,7 +34,10 @@ def test_json_is_a_list_of_ops_numbered_by_position():
     assert isinstance(data, list) and len(data) == len(plan.ops)
     assert [d["op"] for d in data] == [o.kind for o in plan.ops]
     names = json.dumps(data)
-    assert "shop_front" in names and "shop_back" in names and '\\"published\\": 8080' in names
+    assert "shop_front" in names and "shop_back" in names
+    (state,) = [d for d in data if d["op"] == "file_write" and d["unit"] == "state"]
+    web = json.loads(state["content"])["containers"][2]
+    assert web["name"] == "shop-web-1" and web["ports"][0]["published"] == 8080
 
 
 def test_down_text():
