@@ -2,9 +2,14 @@
 
 Netlink ops aimed at the same namespace are queued and sent as one buffer with one ack; the
 queue is flushed when the target namespace changes, when an index must be looked up, before any
-op that is not netlink, and at unit boundaries (so progress reports what really exists). Before a
-batch is sent, its ops are recorded in the journal and fsynced: the journal may name things that
-were never made, never the reverse, and every inverse treats "already gone" as done.
+op that is not netlink, and at unit boundaries (so progress reports what really exists).
+
+Journaling: `run` records all the ops it is about to attempt in the journal, fsynced, before the
+first of them reaches the kernel; so every batch is on record as pending before it is sent. The
+journal may thus name things that were never made, never the reverse, and every inverse treats
+"already gone" as done. One fsync per run rather than one per batch: where /run is a disk file
+system (as on this machine) an fsync costs about a millisecond, more than a container's
+whole kernel work. `done` keeps, in memory, what this run really sent, for its own rollback.
 
 In undo mode (down, rollback) nothing is journaled, "already gone" is success, and errors are
 collected instead of raised so that everything that can be removed is.
@@ -53,6 +58,8 @@ class Applier:
     # --- running ---------------------------------------------------------------------------
 
     def run(self, numbered: Sequence[tuple[int, O.Op]], fail_after: Optional[int] = None) -> None:
+        if self.journal is not None and not self.undo:
+            self.journal.record([op for _, op in numbered])
         unit: Optional[str] = None
         started = time.perf_counter()
         for seq, op in numbered:
@@ -159,8 +166,7 @@ class Applier:
             self.fail(seq, op, str(err))
 
     def _journal(self, ops: list[O.Op]) -> None:
-        if self.journal is not None and not self.undo:
-            self.journal.record(ops)
+        if not self.undo:
             self.done.extend(ops)
 
     def direct(self, seq: int, op: O.Op, action: Callable[[], object]) -> None:
