@@ -109,6 +109,8 @@ class Resolver:
         return cache
 
     def handle(self, view: View, data: bytes, tcp: bool = False, cache: Optional[dict] = None) -> tuple[int, Optional[bytes]]:
+        if data.__class__ is not bytes:  # bytearray/memoryview: the cache needs hashable keys
+            data = bytes(data)
         if len(data) < 12 or data[2] & 0x80:
             return DROP, None
         if data[2] & 0x78:  # opcode other than QUERY

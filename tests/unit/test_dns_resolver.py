@@ -1,0 +1,250 @@
+"""Wire-level answers of the resolver core, without sockets; dnslib decodes every reply."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+
+import pytest
+from dnslib import CLASS, DNSError, DNSRecord, EDNS0, EDNSOption, QTYPE, RCODE
+from hypothesis import given, settings, strategies as st
+
+from compose_net.dns.records import build
+from compose_net.dns.resolver import ANSWER, DROP, FORWARD, Resolver, edns_size, truncate, question_end
+from test_dns_records import _ctr, sample_summary
+
+
+@pytest.fixture
+def views():
+    return build(sample_summary()).views
+
+
+@pytest.fixture
+def resolver():
+    return Resolver()
+
+
+def ask(resolver, view, name, qtype="A", tcp=False, qid=None, edns=False):
+    q = DNSRecord.question(name, qtype)
+    q.header.id = qid if qid is not None else random.randrange(65536)
+    if edns:
+        q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(10, random.randbytes(8))]))
+    action, reply = resolver.handle(view, q.pack(), tcp)
+    assert action == ANSWER, (name, qtype, action)
+    r = DNSRecord.parse(reply)
+    assert r.header.id == q.header.id
+    assert r.header.qr == 1
+    assert str(r.q.qname) == str(q.q.qname)  # the asker's letter case comes back as sent
+    return r
+
+
+def rdata(r):
+    return [str(rr.rdata) for rr in r.rr]
+
+
+def test_a_answer_echoes_id_and_case(resolver, views):
+    r = ask(resolver, views["ns-web"], "DaTaBaSe.", qid=0x1234)
+    assert r.header.rcode == RCODE.NOERROR and r.header.aa == 1
+    assert rdata(r) == ["172.21.0.10"]
+    assert r.rr[0].ttl == 600 and r.rr[0].rtype == QTYPE.A
+    assert str(r.rr[0].rname) == "DaTaBaSe."
+
+
+def test_scoping_holds_with_the_cache_on(resolver, views):
+    for _ in range(3):  # the second and third rounds are cache hits
+        assert rdata(ask(resolver, views["ns-web"], "db")) == ["172.21.0.10"]
+        assert rdata(ask(resolver, views["ns-secret"], "db")) == ["172.22.0.2"]
+        assert rdata(ask(resolver, views["ns-db"], "dbpriv")) == ["172.22.0.2"]
+        assert ask(resolver, views["ns-secret"], "dbback").header.rcode == RCODE.NXDOMAIN
+        assert rdata(ask(resolver, views["ns-tool"], "web")) == ["172.21.0.2"]
+        assert rdata(ask(resolver, views["ns-proxy"], "web")) == ["172.20.0.2"]
+        # web's link alias is not tool's name: it goes upstream like any unknown name
+        assert resolver.handle(views["ns-tool"], DNSRecord.question("database").pack()) == (FORWARD, None)
+        assert rdata(ask(resolver, views["ns-web"], "database")) == ["172.21.0.10"]
+
+
+def test_unknown_names_forward_except_from_internal_only_containers(resolver, views):
+    q = DNSRecord.question("example.com").pack()
+    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)
+    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)  # cached decision
+    assert resolver.handle(views["ns-tool"], DNSRecord.question("database").pack())[0] == FORWARD
+    r = ask(resolver, views["ns-secret"], "example.com")
+    assert r.header.rcode == RCODE.NXDOMAIN and not r.rr
+
+
+def test_replicas_all_addresses_shuffled_per_query_with_cache(resolver, views):
+    orders = set()
+    for i in range(60):
+        r = ask(resolver, views["ns-web"], "API" if i % 2 else "api")
+        got = rdata(r)
+        assert sorted(got) == ["172.21.0.3", "172.21.0.4", "172.21.0.5"]
+        orders.add(tuple(got))
+    assert len(orders) >= 3  # 6 orders possible; 60 draws give fewer than 3 with p < 1e-15
+    assert rdata(ask(resolver, views["ns-web"], "p-api-2")) == ["172.21.0.4"]
+
+
+def test_shuffle_applies_to_cached_blocks():
+    views = build(sample_summary()).views
+    resolver = Resolver(shuffle=lambda order: order.reverse())
+    first = rdata(ask(resolver, views["ns-web"], "api"))
+    second = rdata(ask(resolver, views["ns-web"], "api"))
+    assert first == second == ["172.21.0.5", "172.21.0.4", "172.21.0.3"]
+
+
+def test_known_name_without_records_of_the_type_is_empty_noerror(resolver, views):
+    for qtype in ("AAAA", "MX", "TXT"):
+        r = ask(resolver, views["ns-web"], "db", qtype)
+        assert r.header.rcode == RCODE.NOERROR and r.rr == []
+
+
+def test_aaaa_on_ipv6_network(resolver, views):
+    r = ask(resolver, views["ns-six2"], "p-six-1", "AAAA")
+    assert rdata(r) == ["fd00:6::2"]
+    r = ask(resolver, views["ns-six2"], "six", "AAAA")
+    assert sorted(rdata(r)) == ["fd00:6::2", "fd00:6::3"]
+    assert sorted(rdata(ask(resolver, views["ns-six2"], "six", "A"))) == ["172.23.0.2", "172.23.0.3"]
+
+
+def test_ptr(resolver, views):
+    r = ask(resolver, views["ns-web"], "10.0.21.172.in-addr.arpa", "PTR")
+    assert rdata(r) == ["p-db-1.p_back."]
+    r = ask(resolver, views["ns-six1"], ipaddress.ip_address("fd00:6::3").reverse_pointer, "PTR")
+    assert rdata(r) == ["p-six-2.p_v6net."]
+    # an address on a network the asker is not on is not ours to answer
+    assert resolver.handle(views["ns-proxy"], DNSRecord.question("10.0.21.172.in-addr.arpa", "PTR").pack())[0] == FORWARD
+
+
+def test_edns_queries_hit_the_cache_despite_unique_cookies(resolver, views):
+    for _ in range(5):
+        assert rdata(ask(resolver, views["ns-web"], "db", edns=True)) == ["172.21.0.10"]
+    assert len(resolver.cache_for(views["ns-web"])) == 1
+
+
+def test_large_answer_truncated_over_udp_whole_over_tcp():
+    summary = sample_summary()
+    summary["containers"] += [_ctr(f"p-many-{i}", "many", f"ns-many{i}", [("p_back", f"172.21.1.{i}", [])])
+                              for i in range(1, 41)]
+    views = build(summary).views
+    resolver = Resolver()
+    udp = ask(resolver, views["ns-web"], "many")
+    assert udp.header.tc == 1 and 0 < len(udp.rr) < 40
+    assert len(udp.pack()) <= 512
+    tcp = ask(resolver, views["ns-web"], "many", tcp=True)
+    assert tcp.header.tc == 0 and len(tcp.rr) == 40
+
+
+def test_not_a_query_or_malformed(resolver, views):
+    web = views["ns-web"]
+    good = DNSRecord.question("db").pack()
+    assert resolver.handle(web, b"") == (DROP, None)
+    assert resolver.handle(web, good[:11]) == (DROP, None)
+    response = bytearray(good)
+    response[2] |= 0x80
+    assert resolver.handle(web, bytes(response)) == (DROP, None)  # never answer a response
+
+    def rcode_of(packet):
+        action, reply = resolver.handle(web, packet)
+        assert action == ANSWER
+        r = DNSRecord.parse(reply)
+        assert r.header.id == struct.unpack("!H", packet[:2])[0] and r.header.qr == 1
+        return r.header.rcode
+
+    two = bytearray(good)
+    two[5] = 2
+    assert rcode_of(bytes(two)) == RCODE.FORMERR
+    assert rcode_of(good[:12]) == RCODE.FORMERR  # header says one question, none follows
+    assert rcode_of(good[:-2]) == RCODE.FORMERR  # question cut short
+    pointer = good[:12] + b"\xc0\x0c\x00\x01\x00\x01"
+    assert rcode_of(pointer) == RCODE.FORMERR
+    status = bytearray(good)
+    status[2] = (2 << 3)  # opcode STATUS
+    assert rcode_of(bytes(status)) == RCODE.NOTIMP
+
+
+def test_truncate_and_edns_size_helpers():
+    q = DNSRecord.question("db")
+    assert edns_size(q.pack(), question_end(q.pack())) == 512
+    q.add_ar(EDNS0(udp_len=4096))
+    assert edns_size(q.pack(), question_end(q.pack())) == 4096
+    big = DNSRecord.question("db")
+    big.header.qr = 1
+    for i in range(100):
+        big.add_answer(*DNSRecord.question("db").replyZone(f"db 60 A 10.0.0.{i}").rr)
+    packed = big.pack()
+    cut = DNSRecord.parse(truncate(packed, question_end(packed)))
+    assert cut.header.tc == 1 and cut.rr == [] and str(cut.q.qname) == "db."
+
+
+# --- fuzz: the core never raises and stays right afterwards ---------------------------------
+
+
+def _check_reply(packet, action, reply):
+    assert action in (ANSWER, FORWARD, DROP)
+    if action == ANSWER:
+        assert reply[:2] == packet[:2]
+        assert reply[2] & 0x80
+        try:
+            DNSRecord.parse(reply)  # what we send is always well-formed
+        except DNSError:
+            # dnslib only decodes ASCII labels; DNS labels are binary and we echo the question
+            # as sent, so a non-ASCII name is the one thing it may refuse.
+            qend = question_end(reply)
+            assert qend > 0 and any(b >= 0x80 for b in reply[12:qend])
+    else:
+        assert reply is None
+    if len(packet) >= 3 and packet[2] & 0x80:
+        assert action == DROP
+
+
+FUZZ_RESOLVER = Resolver(cache_limit=64)  # a small cache so fuzzing also exercises eviction
+FUZZ_VIEWS = build(sample_summary()).views
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from(sorted(FUZZ_VIEWS)), st.booleans())
+def test_fuzz_random_packets(packet, netns, tcp):
+    action, reply = FUZZ_RESOLVER.handle(FUZZ_VIEWS[netns], packet, tcp)
+    _check_reply(packet, action, reply)
+
+
+def test_fuzz_mutated_packets_then_still_correct():
+    rng = random.Random(4)
+    resolver = Resolver(cache_limit=128)
+    views = build(sample_summary()).views
+    names = ["db", "api", "web", "p-api-1", "example.com", "10.0.21.172.in-addr.arpa", "six", "x" * 63]
+    seeds = []
+    for name in names:
+        for qtype in ("A", "AAAA", "PTR", "ANY", "MX"):
+            q = DNSRecord.question(name, qtype)
+            seeds.append(q.pack())
+            q.add_ar(EDNS0(udp_len=4096))
+            seeds.append(q.pack())
+    netnss = sorted(views)
+    for _ in range(5000):
+        packet = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(4)
+            if op == 0 and packet:
+                packet[rng.randrange(len(packet))] = rng.randrange(256)
+            elif op == 1 and packet:
+                del packet[rng.randrange(len(packet)):]
+            elif op == 2:
+                packet.insert(rng.randrange(len(packet) + 1), rng.randrange(256))
+            else:
+                packet += rng.randbytes(rng.randint(1, 20))
+        packet = bytes(packet)
+        action, reply = resolver.handle(views[rng.choice(netnss)], packet, rng.random() < 0.2)
+        _check_reply(packet, action, reply)
+    # the same resolver (and its caches) still answers exactly right
+    assert rdata(ask(resolver, views["ns-web"], "db")) == ["172.21.0.10"]
+    assert rdata(ask(resolver, views["ns-secret"], "db")) == ["172.22.0.2"]
+    assert sorted(rdata(ask(resolver, views["ns-api1"], "api"))) == ["172.21.0.3", "172.21.0.4", "172.21.0.5"]
+
+
+def test_class_other_than_in_is_not_ours(resolver, views):
+    q = DNSRecord.question("db", "A", "CH").pack()
+    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)
+    r = DNSRecord.parse(resolver.handle(views["ns-secret"], q)[1])
+    assert r.header.rcode == RCODE.NXDOMAIN
+    assert CLASS.get(r.q.qclass) == "CH"
