@@ -1,7 +1,6 @@
 """Stage 7: normalized data → model.Project, and Project.locate for later stages."""
 
 import ipaddress
-import textwrap
 
 from compose_net.loader import LoadOptions, load
 from compose_net.model import Dependency, ExtraHost, Link, PortMapping
@@ -100,4 +99,3 @@ def test_frozen(tmp_path):
     p = project(tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.services["web"].replicas = 3  # type: ignore[misc]
-    _ = textwrap
