@@ -50,7 +50,7 @@ def _check(ops: list[tuple[int, O.Op]], sock: Rtnl, ours: frozenset, present: fr
         return cache[name]
 
     kinds = {type(op) for _, op in ops}
-    for cls, kind in ((O.IpvlanCreate, "ipvlan"), (O.MacvlanCreate, "macvlan"), (O.VxlanCreate, "vxlan")):
+    for cls, kind in ((O.IpvlanCreate, "ipvlan"), (O.MacvlanCreate, "macvlan"), (O.VlanCreate, "vlan"), (O.VxlanCreate, "vxlan")):
         if cls in kinds and not sock.kind_supported(kind):
             first = next(op for _, op in ops if isinstance(op, cls))
             raise RuntimeFailure(
