@@ -118,14 +118,18 @@ def _overlapping(prefix: IPNetwork, taken: Sequence[Taken]) -> Optional[Taken]:
     return None
 
 
-def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] = ()) -> dict[str, tuple[Subnet, ...]]:
+def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] = (),
+                   previous: Optional[Mapping[str, Sequence[str]]] = None) -> dict[str, tuple[Subnet, ...]]:
     """Subnets for every network of the project that needs addresses, keyed by network key.
-    External networks are not ours to number: the planner reads theirs from host facts."""
+    External networks are not ours to number: the planner reads theirs from host facts.
+    `previous` (full network name -> subnets, from this project's own state when it is up):
+    a network keeps the subnet it has while nothing else claims it, so an edit that adds a
+    network does not renumber the others."""
     taken = taken_prefixes(project, facts, own_devs)
     declared = {id(t) for t in taken if t.why.startswith("declared by")}
     foreign = [t for t in taken if id(t) not in declared]
     pools = default_pools()
-    out: dict[str, tuple[Subnet, ...]] = {}
+    explicit: dict[str, list[Subnet]] = {}
     for key, net in project.networks.items():
         if net.external or net.driver not in ADDRESSED_DRIVERS:
             continue
@@ -140,18 +144,43 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
             if clash:
                 raise config_error(project, kp, f"subnet {pool.subnet} overlaps {clash[0].prefix} ({clash[0].why})")
             gw = pool.gateway
-            if gw is None and net.driver != "ipvlan":
+            routed = net.driver == "ipvlan" and net.driver_opts.get("ipvlan_mode", "l2") != "l2"
+            if gw is None and not routed:
                 gw = _first_host(pool.subnet)
             subnets.append(Subnet(pool.subnet, gw, pool.ip_range, tuple(pool.aux_addresses.values()),
                                   auto=False, keypath=pool.keypath,
                                   note=f"{net.name}: subnet {pool.subnet} as configured, gateway {gw}"
-                                  + ("" if pool.gateway else " (first host address)")))
+                                  + ("" if pool.gateway or gw is None else " (first host address)")))
+        explicit[key] = subnets
+    kept: dict[tuple[str, int], Subnet] = {}
+    for key, subnets in explicit.items():
+        net = project.networks[key]
+        versions = {s.subnet.version for s in subnets}
+        for text in (previous or {}).get(net.name, ()):
+            try:
+                prefix = ipaddress.ip_network(text)
+            except ValueError:
+                continue
+            wanted = net.enable_ipv4 if prefix.version == 4 else net.enable_ipv6
+            if not wanted or prefix.version in versions or (key, prefix.version) in kept:
+                continue
+            if prefix.version == 4 and prefix not in pools:
+                continue
+            if _overlapping(prefix, taken) is None:
+                gw = _first_host(prefix)
+                kept[(key, prefix.version)] = Subnet(prefix, gw, auto=True,
+                                                     note=f"{net.name}: subnet {prefix} (kept from the running project), gateway {gw}")
+                taken.append(Taken(prefix, f"network {net.name}"))
+    out: dict[str, tuple[Subnet, ...]] = {}
+    for key, subnets in explicit.items():
+        net = project.networks[key]
         versions = {s.subnet.version for s in subnets}
         if net.enable_ipv4 and 4 not in versions:
-            subnets.insert(0, _auto_v4(project, net, pools, taken))
-            taken.append(Taken(subnets[0].subnet, f"network {net.name}"))
+            s4 = kept.get((key, 4)) or _auto_v4(project, net, pools, taken)
+            subnets.insert(0, s4)
+            taken.append(Taken(s4.subnet, f"network {net.name}"))
         if net.enable_ipv6 and 6 not in versions:
-            s6 = _auto_v6(project, net, taken)
+            s6 = kept.get((key, 6)) or _auto_v6(project, net, taken)
             subnets.append(s6)
             taken.append(Taken(s6.subnet, f"network {net.name}"))
         out[key] = tuple(subnets)
@@ -236,9 +265,10 @@ class AddressPool:
 def allocate(network_name: str, subnets: Sequence[Subnet],
              members: Sequence[tuple[Hashable, Optional[IPAddress], Optional[IPAddress]]],
              used: Iterable[IPAddress] = (), project: Optional[Project] = None,
-             keypath: str = "") -> dict[Hashable, dict[int, IPAddress]]:
+             previous: Optional[Mapping[Hashable, Mapping[int, IPAddress]]] = None) -> dict[Hashable, dict[int, IPAddress]]:
     """Addresses for `members` (key, static IPv4, static IPv6), in the order given, on a network
-    with `subnets`; `used` are addresses other projects hold on a shared network. Returns
+    with `subnets`; `used` are addresses other projects hold on a shared network; `previous`
+    are the addresses members had in the running project (kept when still free). Returns
     key -> {4: addr, 6: addr}. An exhausted subnet is a PlanError (ConfigError when the subnet is
     the user's, pointing at it)."""
     out: dict[Hashable, dict[int, IPAddress]] = {}
@@ -250,6 +280,20 @@ def allocate(network_name: str, subnets: Sequence[Subnet],
     for s in subnets:
         if s.subnet.version not in pools:
             pools[s.subnet.version] = AddressPool(s, [a for a in statics + used if a.version == s.subnet.version])
+    # a running container keeps its address while it is still free and still in range, so an
+    # edit that adds a container does not renumber the others
+    kept: dict[tuple[Hashable, int], IPAddress] = {}
+    if previous:
+        for key, s4, s6 in members:
+            for version, static in ((4, s4), (6, s6)):
+                addr = previous.get(key, {}).get(version)
+                pool = pools.get(version)
+                if static is not None or addr is None or pool is None:
+                    continue
+                first, last = _host_bounds(pool.subnet)
+                if first <= int(addr) <= last and int(addr) not in pool.reserved:
+                    pool.reserved.add(int(addr))
+                    kept[(key, version)] = addr
     for key, s4, s6 in members:
         got: dict[int, IPAddress] = {}
         for version, static in ((4, s4), (6, s6)):
@@ -259,7 +303,7 @@ def allocate(network_name: str, subnets: Sequence[Subnet],
                 continue
             if pool is None:
                 continue
-            addr = pool.take()
+            addr = kept.get((key, version)) or pool.take()
             if addr is None:
                 msg = (f"network {network_name}: subnet {pool.subnet.subnet} has no address left for "
                        f"{key if isinstance(key, str) else key[0]}")

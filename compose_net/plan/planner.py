@@ -172,7 +172,9 @@ class _Layout:
                                f"bridge name {name!r} is longer than {naming.IFNAMSIZ} bytes")
                 bridges[key] = name
         own_devs = set(bridges.values())
-        subnets = ipam.choose_subnets(project, facts, own_devs)
+        previous = {n["name"]: [x["subnet"] for x in n.get("subnets", ())]
+                    for n in self.own_summary.get("networks", ()) if not n.get("external")}
+        subnets = ipam.choose_subnets(project, facts, own_devs, previous=previous)
         self.networks: dict[str, NetworkLayout] = {}
         for key, net in project.networks.items():
             kp = net.keypath or f"networks.{key}"
@@ -283,13 +285,25 @@ class _Layout:
                         raise _err(project, f"{a.keypath or svc.keypath + '.networks.' + a.network}.ipv6_address",
                                    f"static IPv6 address {a.ipv6_address} but network {net.name} has no IPv6 subnet")
                     members[a.network].append(((c.name, a.network), a.ipv4_address, a.ipv6_address))
+        key_of = {net.name: key for key, net in self.networks.items()}
+        previous: dict[tuple[str, str], dict[int, ipaddress._BaseAddress]] = {}
+        for c in self.own_summary.get("containers", ()):
+            for i in c.get("interfaces", ()):
+                key = key_of.get(i.get("network"))
+                if key is None:
+                    continue
+                got = previous.setdefault((c.get("name"), key), {})
+                for version, fam in ((4, "ipv4"), (6, "ipv6")):
+                    if i.get(fam):
+                        got[version] = ipaddress.ip_interface(i[fam]).ip
         self.addresses: dict[tuple[str, str], dict[int, ipaddress._BaseAddress]] = {}
         for key, mem in members.items():
             net = self.networks[key]
             if not mem or not net.subnets:
                 continue
             used = self._used_on(net.name) if net.external else []
-            self.addresses.update(ipam.allocate(net.name, net.subnets, mem, used=used, project=project))
+            self.addresses.update(ipam.allocate(net.name, net.subnets, mem, used=used, project=project,
+                                                previous=previous))
 
         self.boxes: dict[str, _Box] = {}
         self.box_order: list[_Box] = []
@@ -408,8 +422,8 @@ class _Layout:
     def _ports(self) -> None:
         used = self.facts.used_ports(exclude_project=self.project.name)
         bindings: dict[tuple[str, int], list[tuple[Optional[str], str]]] = {}
-        requests: list[tuple[str, int]] = []
         pending: list[tuple[dict, int]] = []
+        pending_keys: list[tuple[str, tuple]] = []
         for c in self.project.containers:
             box = self.boxes[c.name]
             for p in box.service.ports:
@@ -438,9 +452,27 @@ class _Layout:
                         bindings.setdefault((p.protocol, port), []).append((host_ip, c.name))
                         used.add((p.protocol, port))
                 else:
-                    requests.append((p.protocol, size))
                     pending.append((entry, size))
+                    pending_keys.append((c.name, (p.protocol, host_ip, p.target, p.target_end)))
                 box.ports.append(entry)
+        # a running container keeps its ephemeral ports while they are still free
+        previous: dict[tuple, int] = {}
+        for c in self.own_summary.get("containers", ()):
+            for p in c.get("ports", ()):
+                if p.get("published") is not None:
+                    previous[(c.get("name"), p.get("protocol"), p.get("host_ip"), p.get("target"),
+                              p.get("target_end"))] = p["published"]
+        still: list[tuple[dict, int]] = []
+        for (entry, size), (name, key) in zip(pending, pending_keys):
+            port = previous.get((name, *key))
+            block = [(entry["protocol"], x) for x in range(port, port + size)] if port else []
+            if port and not any(b in used for b in block):
+                used.update(block)
+                entry["published"], entry["published_end"] = port, port + size - 1
+            else:
+                still.append((entry, size))
+        pending = still
+        requests = [(entry["protocol"], size) for entry, size in pending]
         if requests:
             for (entry, size), port in zip(pending, ipam.ephemeral_ports(requests, used)):
                 entry["published"] = port

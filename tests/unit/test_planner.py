@@ -289,3 +289,28 @@ def test_teardown_round_trip():
     assert not [o for o in down if o.kind in ("addr_del", "route_del", "link_delete")]
     removed = {o.path for o in down if o.kind == "file_remove"}
     assert removed == {o.path for o in plan.ops if o.kind == "file_write"}
+
+
+def test_an_edit_keeps_running_subnets_addresses_and_ports():
+    before = project("p", [svc("web", att("front"), ports=(PortMapping(target=80, target_end=80),)),
+                           svc("api", att("front"), att("back"))],
+                     [net("front", "p"), net("back", "p")])
+    running = summary(before)
+    # a new network declared first and a new service declared first would shift everything if
+    # numbering started afresh; with the project's own state they stay put
+    after = project("p", [svc("cache", att("new"), att("front"), ports=(PortMapping(target=6379, target_end=6379),)),
+                          svc("web", att("front"), ports=(PortMapping(target=80, target_end=80),)),
+                          svc("api", att("front"), att("back"))],
+                    [net("new", "p"), net("front", "p"), net("back", "p")])
+    fresh = summary(after)
+    assert fresh["networks"][0]["subnets"][0]["subnet"] == "172.18.0.0/16"  # without state: renumbered
+    kept = summary(after, HostFacts(projects={"p": running}))
+    subnets = {n["name"]: n["subnets"][0]["subnet"] for n in kept["networks"]}
+    assert subnets == {"p_new": "172.20.0.0/16", "p_front": "172.18.0.0/16", "p_back": "172.19.0.0/16"}
+    for name in ("p-web-1", "p-api-1"):
+        assert container(kept, name)["interfaces"] == container(running, name)["interfaces"]
+        assert container(kept, name)["ports"] == container(running, name)["ports"]
+    assert container(kept, "p-cache-1")["interfaces"][1]["ipv4"] == "172.18.0.4/16"
+    assert container(kept, "p-cache-1")["ports"][0]["published"] == 32769
+    # planning the unchanged project against its own state changes nothing
+    assert summary(before, HostFacts(projects={"p": running})) == running
