@@ -135,3 +135,17 @@ def test_ephemeral_ports_from_32768_skipping_used():
     assert ipam.ephemeral_ports([("tcp", 1), ("tcp", 1), ("udp", 1), ("tcp", 3)], used) == [32769, 32771, 32768, 32772]
     with pytest.raises(PlanError):
         ipam.ephemeral_ports([("tcp", 40000)], set())
+
+
+def test_plan_time_errors_point_at_the_users_line(tmp_path):
+    loader = pytest.importorskip("compose_net.loader")
+    from compose_net.plan.planner import plan_up
+
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  a:\n    image: x\n    networks: [n]\nnetworks:\n  n:\n    ipam:\n      config:\n"
+        "        - subnet: 192.0.2.0/25\n")
+    project = loader.load(loader.LoadOptions(files=(str(tmp_path / "compose.yml"),), environ={})).project
+    with pytest.raises(ConfigError) as e:
+        plan_up(project, HostFacts(routes=(HostRoute(N("192.0.2.0/24"), "eth0"),)))
+    assert str(e.value).endswith(
+        "compose.yml:9: networks.n.ipam.config[0].subnet: subnet 192.0.2.0/25 overlaps 192.0.2.0/24 (host route via eth0)")
