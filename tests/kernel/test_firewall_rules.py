@@ -332,6 +332,12 @@ def test_reapply_replaces_the_table_and_delete_removes_only_it(kernel_lock):
         nft.apply_table("inet", mine, doc)  # again: replaced, not duplicated
         assert sh("nft", "list", "table", "inet", mine).stdout == first
         assert first.count("masquerade") == 1
+        # an edited summary replaces the table whole: the old subnet's rule is gone
+        net2 = dict(net, subnets=[{"subnet": "10.214.2.0/24", "gateway": "10.214.2.1"}])
+        nft.apply_table("inet", mine, json.dumps(firewall.ruleset({"table": mine, "networks": [net2], "containers": []})))
+        edited = sh("nft", "list", "table", "inet", mine).stdout
+        assert "10.214.2.0/24" in edited and "10.214.1.0/24" not in edited
+        nft.apply_table("inet", mine, doc)
         assert nft.table_exists("inet", mine)
         nft.delete_table("inet", mine)
         assert not nft.table_exists("inet", mine)
