@@ -147,3 +147,39 @@ def test_file_over_10_mib_is_refused(tmp_path):
 def test_several_documents_are_all_returned():
     docs = parse("a: 1\n---\nb: 2\n", "c.yml")
     assert [d for d, _ in docs] == [{"a": 1}, {"b": 2}]
+
+
+def _bomb(levels, width):
+    lines = ['x-a: &a [' + ",".join(['"lol"'] * width) + "]"]
+    for i in range(1, levels):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"x-{cur}: &{cur} [" + ",".join([f"*{prev}"] * width) + "]")
+    return "\n".join(lines) + "\nservices: {web: {image: x}}\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (_bomb(10, 9).encode(), "alias bomb"),
+    (("services: " + "[" * 50000 + "]" * 50000).encode(), "nesting"),
+    (b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 64, "binary"),
+    (b"services: {}\nx-pad: " + b"a" * (11 * 1024 * 1024), "10 MiB"),
+])
+def test_hostile_files_through_load(tmp_path, content, message):
+    from compose_net.errors import ConfigErrors
+    from compose_net.loader import LoadOptions, load
+
+    (tmp_path / "hostile.yml").write_bytes(content)
+    start = time.perf_counter()
+    with pytest.raises(ConfigErrors) as e:
+        load(LoadOptions(files=("hostile.yml",), cwd=str(tmp_path), environ={}, project_name="h"))
+    assert time.perf_counter() - start < 2.0
+    assert message in str(e.value) and str(e.value).startswith("hostile.yml")
+
+
+def test_alias_expansion_under_the_limit_still_loads_quickly(tmp_path):
+    from compose_net.loader import LoadOptions, load
+
+    (tmp_path / "c.yml").write_text(_bomb(5, 9))  # ~66,000 nodes through aliases
+    start = time.perf_counter()
+    result = load(LoadOptions(files=("c.yml",), cwd=str(tmp_path), environ={}, project_name="h"))
+    assert time.perf_counter() - start < 2.0
+    assert list(result.project.services) == ["web"]
