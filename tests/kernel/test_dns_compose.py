@@ -1,0 +1,161 @@
+"""The embedded DNS of a real project brought up with `compose-net up`: names from inside the
+containers, a later `up` that adds a service while queries run, and `down`.
+
+Only names the project knows are asked here: unknown ones would go to the machine's resolver
+(the project's upstream), which tests never use."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dnslib import DNSRecord
+
+from conftest import sh
+from test_dns_server import in_netns, ips, query
+
+pytestmark = pytest.mark.kernel
+
+CLI = [sys.executable, "-m", "compose_net"]
+
+BASE = """
+services:
+  web:
+    image: x
+    hostname: webhost
+    networks:
+      front:
+        aliases: [www]
+      back: {}
+    links: ["db:database"]
+  api:
+    image: x
+    deploy: {replicas: 3}
+    networks: [back]
+  db:
+    image: x
+    networks:
+      back:
+        aliases: [dbback]
+      priv:
+        aliases: [dbpriv]
+  proxy:
+    image: x
+    networks: [front]
+networks:
+  front: {}
+  back: {}
+  priv: {internal: true}
+"""
+
+ADDED = """
+  cache:
+    image: x
+    networks:
+      back:
+        aliases: [redis]
+"""
+
+
+def compose(project: str, workdir: Path, *args: str, check: bool = True):
+    return sh(*CLI, "-p", project, "-f", str(workdir / "compose.yml"), *args, check=check, timeout=120,
+              cwd=str(Path(__file__).resolve().parents[2]))
+
+
+@pytest.fixture
+def up_project(project_name, tmp_path):
+    (tmp_path / "compose.yml").write_text(BASE)
+    try:
+        compose(project_name, tmp_path, "up")
+        yield project_name, tmp_path
+    finally:
+        compose(project_name, tmp_path, "down", check=False)
+
+
+def summary(project: str) -> dict:
+    return json.loads(Path(f"/run/compose-net/{project}/project.json").read_text())
+
+
+def address(project: str, container: str, network: str) -> str:
+    ctr = next(c for c in summary(project)["containers"] if c["name"] == container)
+    iface = next(i for i in ctr["interfaces"] if i["network"] == f"{project}_{network}")
+    return iface["ipv4"].split("/")[0]
+
+
+def test_names_of_a_compose_project(up_project):
+    p, _ = up_project
+    web, proxy = f"{p}-web-1", f"{p}-proxy-1"
+    assert Path(f"/etc/netns/{web}/resolv.conf").read_text().startswith("nameserver 127.0.0.11")
+    db_back = address(p, f"{p}-db-1", "back")
+    assert ips(query(web, "db")) == [db_back]
+    assert ips(query(web, "database")) == [db_back]
+    assert ips(query(web, f"{p}-db-1")) == [db_back]
+    assert ips(query(web, "dbback")) == [db_back]
+    replicas = sorted(address(p, f"{p}-api-{i}", "back") for i in (1, 2, 3))
+    assert sorted(ips(query(web, "api"))) == replicas
+    assert ips(query(proxy, "www")) == [address(p, web, "front")]
+    assert ips(query(proxy, "webhost")) == [address(p, web, "front")]
+    assert ips(query(f"{p}-db-1", "web")) == [address(p, web, "back")]
+    # dig the way a program in the container resolves: through the namespace's resolv.conf
+    out = sh("ip", "netns", "exec", web, "dig", "+short", "+search", "api").stdout.split()
+    assert sorted(out) == replicas
+
+
+def test_up_adding_a_service_resolves_without_restart_and_loses_no_query(up_project):
+    p, workdir = up_project
+    web = f"{p}-web-1"
+    pid = int(Path(f"/run/compose-net/{p}/dns.pid").read_text())
+    db_back = address(p, f"{p}-db-1", "back")
+    lost, answered, stop = [], [0], threading.Event()
+
+    def loop():
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.0)
+            s.connect(("127.0.0.11", 53))
+            while not stop.is_set():
+                q = DNSRecord.question("db")
+                s.send(bytes(q.pack()))
+                try:
+                    r = DNSRecord.parse(s.recv(4096))
+                except OSError as exc:
+                    lost.append(repr(exc))
+                    continue
+                if r.header.id != q.header.id or ips(r) != [db_back]:
+                    lost.append(str(r))
+                answered[0] += 1
+
+    t = threading.Thread(target=lambda: in_netns(web, loop))
+    t.start()
+    try:
+        time.sleep(0.2)
+        (workdir / "compose.yml").write_text(BASE.replace("\nnetworks:\n", ADDED + "networks:\n", 1))
+        compose(p, workdir, "up")
+        cache = address(p, f"{p}-cache-1", "back")
+        assert ips(query(web, "redis")) == [cache]
+        assert ips(query(f"{p}-cache-1", "db")) == [db_back]
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        t.join()
+    assert not lost and answered[0] > 20
+    assert int(Path(f"/run/compose-net/{p}/dns.pid").read_text()) == pid
+
+
+def test_down_stops_the_server_and_removes_its_files(project_name, tmp_path):
+    (tmp_path / "compose.yml").write_text(BASE)
+    try:
+        compose(project_name, tmp_path, "up")
+        state = Path(f"/run/compose-net/{project_name}")
+        pid = int((state / "dns.pid").read_text())
+        assert Path(f"/proc/{pid}").exists()
+    finally:
+        compose(project_name, tmp_path, "down", check=False)
+    assert not Path(f"/proc/{pid}").exists() or "compose_net.dns" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert not any((state / f).exists() for f in ("dns.pid", "dns.status", "dns.log"))
+    assert not any(ns.startswith(project_name) for ns in os.listdir("/run/netns"))
