@@ -134,3 +134,32 @@ def test_a_project_attaches_and_the_network_outlives_it(kernel_lock):
     finally:
         executor.down(app)
         executor.down(netadmin.project_name(name))
+
+
+def test_cli_network_create_ls_inspect_rm(kernel_lock):
+    import subprocess
+    import sys
+
+    def cli(*args, check=True):
+        proc = subprocess.run([sys.executable, "-m", "compose_net", *args], capture_output=True, text=True, timeout=60)
+        assert not check or proc.returncode == 0, proc.stderr
+        return proc
+
+    name = "t" + uuid.uuid4().hex[:8] + "cli"
+    try:
+        assert cli("network", "create", name, "--subnet", "10.215.3.0/24", "--internal").stdout.strip() == name
+        assert name in cli("network", "ls").stdout
+        listed = {n["Name"]: n for n in json.loads(cli("network", "ls", "--format", "json").stdout)}
+        assert listed[name]["Internal"] == "true" and listed[name]["Driver"] == "bridge"
+        (inspected,) = json.loads(cli("network", "inspect", name).stdout)
+        assert inspected["Internal"] is True and inspected["Scope"] == "local"
+        assert inspected["IPAM"]["Config"] == [{"Subnet": "10.215.3.0/24", "Gateway": "10.215.3.1"}]
+        again = cli("network", "create", name, check=False)
+        assert again.returncode == 1 and "already exists" in again.stderr
+        assert cli("network", "rm", name).stdout.strip() == name
+        gone = cli("network", "inspect", name, check=False)
+        assert gone.returncode == 1 and "no such network" in gone.stderr
+        assert not state.project_dir(netadmin.project_name(name)).exists()
+    finally:
+        from compose_net import executor
+        executor.down(netadmin.project_name(name))
