@@ -259,11 +259,21 @@ def check_port(ctx: Context, parts: list, value: Any) -> None:
     for port in fixed:
         key = (protocol, port)
         for other_addr, other_path in ctx.bindings.get(key, ()):
-            if other_addr is None or addr is None or other_addr == addr:
+            if _binds_overlap(addr, other_addr):
                 where = str(addr) if addr else "all addresses"
                 ctx.error(parts, f"host port {port}/{protocol} on {where} is already published by {other_path}")
                 break
         ctx.bindings.setdefault(key, []).append((addr, format_path(parts)))
+
+
+def _binds_overlap(a: Any, b: Any) -> bool:
+    """Two host addresses of a published port collide: equal, or one is a wildcard that covers
+    the other (no host_ip = every address of both families; 0.0.0.0 / :: = one family)."""
+    if a is None or b is None or a == b:
+        return True
+    if a.version != b.version:
+        return False
+    return a.is_unspecified or b.is_unspecified
 
 
 def _range(text: str) -> tuple[int, int]:

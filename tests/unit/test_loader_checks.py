@@ -228,3 +228,15 @@ def test_a_valid_project_passes(tmp_path):
             ipam: {config: [{subnet: 172.30.0.0/24}, {subnet: "fd00:1::/64"}]}
         """.replace('"udp1:53/udp"', '"53:53/tcp"'))
     assert result.project.services["web"].networks[0].ipv4_address.exploded == "172.30.0.10"
+
+
+def test_wildcard_host_addresses_collide_with_specific_ones(tmp_path):
+    got = errors(tmp_path, """\
+        services:
+          a: {ports: ["0.0.0.0:80:80", "[::1]:81:81", "127.0.0.1:82:82"]}
+          b: {ports: ["127.0.0.1:80:80", "127.0.0.1:81:81", "127.0.0.2:82:82"]}
+          c: {ports: ["[::]:82:82"]}
+        """)
+    assert got == [
+        "compose.yml:3: services.b.ports[0]: host port 80/tcp on 127.0.0.1 is already published by services.a.ports[0]",
+    ]
