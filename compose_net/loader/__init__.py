@@ -177,6 +177,10 @@ def _load(opts: LoadOptions) -> LoadResult:
                 _collect(errors, e)
                 continue
             warnings.extend(warns)
+            if "version" in data and isinstance(doc.loc.children, dict):
+                vloc = doc.loc.children["version"]
+                warnings.append(ConfigWarning(Where(vloc.file, vloc.line, "version"),
+                                              "the attribute `version` is obsolete, it will be ignored"))
             problems = validate.validate(data, doc.loc)
             if problems:
                 errors.extend(problems)

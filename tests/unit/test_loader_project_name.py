@@ -95,3 +95,10 @@ def test_several_files_report_all_their_problems(tmp_path):
         'a.yml:3: services.web.imag: unknown key "imag" in services.web (did you mean "image"?)',
         "b.yml:3: services.web.ports: must be a list, not an integer",
     ]
+
+
+def test_obsolete_version_warns(tmp_path):
+    (tmp_path / "compose.yml").write_text('version: "3.8"\n' + SIMPLE)
+    result = run(tmp_path, project_name="v")
+    assert [str(w) for w in result.warnings] == [
+        "compose.yml:1: version: warning: the attribute `version` is obsolete, it will be ignored"]
