@@ -619,6 +619,15 @@ class _Layout:
         addr = first_host_address(self.facts)
         return str(addr) if addr else None
 
+    def _legacy_boxes(self) -> dict[str, _Box]:
+        """Each service's first container on the legacy bridge (what a link there points at)."""
+        if not hasattr(self, "_legacy"):
+            self._legacy: dict[str, _Box] = {}
+            for b in self.box_order:
+                if b.mode == "bridge" and b.ifaces:
+                    self._legacy.setdefault(b.container.service, b)
+        return self._legacy
+
     def hosts(self, box: _Box) -> str:
         svc = box.service
         lines = [HOSTS_HEADER.rstrip("\n")]
@@ -631,6 +640,14 @@ class _Layout:
                     continue
                 addr = gw
             lines.append(f"{addr}\t{eh.hostname}")
+        if box.mode == "bridge":
+            # the legacy bridge has no embedded DNS: links are /etc/hosts lines, as Docker writes them
+            for link in svc.links:
+                target = self._legacy_boxes().get(link.service)
+                if target is None or target.ifaces[0].layout.ipv4 is None:
+                    continue
+                names = dict.fromkeys([link.alias, link.service, target.container.name])
+                lines.append(f"{target.ifaces[0].layout.ipv4.ip}\t{' '.join(names)}")
         name = f"{box.hostname}.{svc.domainname} {box.hostname}" if svc.domainname else box.hostname
         for it in box.ifaces:
             for a in (it.layout.ipv4, it.layout.ipv6):

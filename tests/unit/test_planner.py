@@ -163,6 +163,10 @@ def test_network_modes():
     shared = [n for n in s["networks"] if n["name"] == "bridge"][0]
     assert shared["shared"] and shared["external"] and shared["bridge"] == "cn0"
     assert container(s, "p-legacy-1")["embedded_dns"] is False
+    # no DNS there: the link is an /etc/hosts line
+    hosts = files["/etc/netns/p-legacy-1/hosts"].splitlines()
+    assert "172.17.0.3\tl2 legacy2 p-legacy2-1" in hosts
+    assert hosts[-1] == f"172.17.0.2\t{container(s, 'p-legacy-1')['hostname']}"
 
 
 def test_legacy_bridge_avoids_addresses_of_other_projects():
