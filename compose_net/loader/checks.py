@@ -189,7 +189,6 @@ def check_interface_name(ctx: Context, parts: list, value: Any) -> None:
 
 def check_network_mode(ctx: Context, parts: list, value: Any) -> None:
     service = parts[1]
-    svc = ctx.services.get(service) or {}
     raw_svc = (ctx.raw.get("services") or {}).get(service) or {}
     if raw_svc.get("networks"):
         ctx.error(parts, "network_mode cannot be used together with networks")
@@ -200,15 +199,14 @@ def check_network_mode(ctx: Context, parts: list, value: Any) -> None:
             ctx.error(parts, "network_mode service: needs a service name")
         elif target == service:
             ctx.error(parts, "a service cannot share its own network namespace")
-        elif ctx.service_ref(parts, target, "network_mode refers to"):
-            if ctx.replicas(target) > 1:
-                pass  # Docker joins the first replica; allowed
+        else:
+            # with replicas, Docker joins the first one: allowed
+            ctx.service_ref(parts, target, "network_mode refers to")
     elif text.startswith("container:"):
         if not text[len("container:"):]:
             ctx.error(parts, "network_mode container: needs a container name")
     elif text not in NETWORK_MODES:
         ctx.error(parts, f'invalid network_mode "{text}": expected host, none, bridge, service:NAME or container:NAME')
-    del svc
 
 
 def check_port(ctx: Context, parts: list, value: Any) -> None:

@@ -147,7 +147,7 @@ class _Frame:
 _NO_KEY = object()
 
 
-def _SCALAR_LOC(file: str, line: int) -> "Loc":
+def _scalar_loc(file: str, line: int) -> "Loc":
     return Loc(file, line, None, None)
 _MERGE = "<<"
 
@@ -259,7 +259,7 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
                     if top.is_map and key is not _NO_KEY and key != _MERGE:
                         # the common case, inlined: a plain value for a key
                         if key in top.data:
-                            attach(value, _SCALAR_LOC(file, line), 1, line)  # reports the duplicate
+                            attach(value, _scalar_loc(file, line), 1, line)  # reports the duplicate
                         top.data[key] = value
                         top.locs[key] = Loc(file, top.key_line, None, top.key_tag)
                         top.key = _NO_KEY
