@@ -13,7 +13,7 @@ import gc
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from compose_net.errors import ConfigError, ConfigErrors, ConfigWarning, Where
 from compose_net.model import Project
