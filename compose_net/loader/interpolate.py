@@ -117,8 +117,8 @@ def _braced(body: str, whole: str, lookup, on_unset) -> str:
     # "?": required
     if missing:
         message = substitute(arg, lookup, on_unset) if arg else ""
-        state = "is not set" if value is None else "is empty"
-        raise TemplateError(f"required variable {name} {state}" + (f": {message}" if message else ""))
+        # Compose's wording, whether the variable is unset or empty
+        raise TemplateError(f"required variable {name} is missing a value" + (f": {message}" if message else ""))
     return value
 
 
@@ -138,7 +138,7 @@ def interpolate(data: Any, loc: Loc, environ: Mapping[str, str]) -> tuple[Any, l
                 if (keypath, name) not in seen_unset:
                     seen_unset.add((keypath, name))
                     warnings.append(ConfigWarning(Where(node.file, node.line, keypath),
-                                                  f'variable "{name}" is not set, using an empty string'))
+                                                  f'the "{name}" variable is not set, defaulting to a blank string'))
 
             try:
                 return substitute(value, environ.get, on_unset)

@@ -32,9 +32,9 @@ def test_unset_reports_the_name():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("${UNSET:?please set it}", "required variable UNSET is not set: please set it"),
-    ("${EMPTY:?no empty}", "required variable EMPTY is empty: no empty"),
-    ("${UNSET?}", "required variable UNSET is not set"),
+    ("${UNSET:?please set it}", "required variable UNSET is missing a value: please set it"),
+    ("${EMPTY:?no empty}", "required variable EMPTY is missing a value: no empty"),
+    ("${UNSET?}", "required variable UNSET is missing a value"),
     ("${FOO", "missing closing brace"),
     ("${}", "not a variable name"),
     ("${1A}", "not a variable name"),
@@ -57,7 +57,7 @@ def test_values_only_with_warnings_and_errors_at_key_paths():
     svc = data["services"]["$SET"]
     assert svc["ports"] == ["8080:80"] and svc["image"] == "" and svc["environment"]["KEEP"] == "$HOME"
     assert [str(w) for w in warnings] == [
-        'c.yml:3: services.$SET.image: warning: variable "IMAGE" is not set, using an empty string']
+        'c.yml:3: services.$SET.image: warning: the "IMAGE" variable is not set, defaulting to a blank string']
     # the parsed data is untouched (aliases may share it)
     assert src.data["services"]["$SET"]["image"] == "${IMAGE}"
 
@@ -65,6 +65,6 @@ def test_values_only_with_warnings_and_errors_at_key_paths():
     with pytest.raises(ConfigErrors) as e:
         interpolate(bad.data, bad.loc, {})
     assert [str(x) for x in e.value.errors] == [
-        "c.yml:1: a: required variable X is not set: need X",
+        "c.yml:1: a: required variable X is missing a value: need X",
         'c.yml:3: b[0]: invalid interpolation format in "${Y": missing closing brace',
     ]

@@ -83,7 +83,7 @@ def test_unset_variable_warns_with_key_path(tmp_path):
     (tmp_path / "compose.yml").write_text("services:\n  web:\n    image: $UNSET_IMAGE\n")
     result = run(tmp_path, project_name="w")
     assert [str(w) for w in result.warnings] == [
-        'compose.yml:3: services.web.image: warning: variable "UNSET_IMAGE" is not set, using an empty string']
+        'compose.yml:3: services.web.image: warning: the "UNSET_IMAGE" variable is not set, defaulting to a blank string']
 
 
 def test_several_files_report_all_their_problems(tmp_path):
