@@ -318,3 +318,68 @@ def test_an_edit_keeps_running_subnets_addresses_and_ports():
     assert container(kept, "p-cache-1")["ports"][0]["published"] == 32769
     # planning the unchanged project against its own state changes nothing
     assert summary(before, HostFacts(projects={"p": running})) == running
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from compose_net.errors import ComposeNetError  # noqa: E402
+
+
+@st.composite
+def random_projects(draw):
+    nkeys = draw(st.integers(1, 5))
+    keys = [f"n{i}" for i in range(nkeys)]
+    networks = []
+    for k in keys:
+        kw = {}
+        if draw(st.booleans()):
+            kw["ipam_pools"] = (pool(f"10.{draw(st.integers(0, 3))}.{draw(st.integers(0, 255))}.0/{draw(st.sampled_from([24, 28, 30]))}",
+                                     keypath=f"networks.{k}.ipam.config[0]"),)
+        networks.append(net(k, "r", internal=draw(st.booleans()), enable_ipv6=draw(st.booleans()),
+                            driver=draw(st.sampled_from(["bridge", "bridge", "overlay", "macvlan"])),
+                            driver_opts={"parent": "eth0"}, **kw))
+    services = []
+    for i in range(draw(st.integers(1, 6))):
+        mode = draw(st.sampled_from([None, None, None, "host", "none", "bridge", "service:s0"]))
+        if mode == "service:s0" and i == 0:
+            mode = None
+        atts = ()
+        if mode is None:
+            chosen = draw(st.lists(st.sampled_from(keys), min_size=1, max_size=nkeys, unique=True))
+            atts = tuple(att(k, j, priority=draw(st.integers(0, 3)), gw_priority=draw(st.integers(0, 3)))
+                         for j, k in enumerate(chosen))
+        ports = tuple(PortMapping(target=80, target_end=80) for _ in range(draw(st.integers(0, 2))))
+        services.append(svc(f"s{i}", *atts, network_mode=mode, replicas=draw(st.integers(1, 3)), ports=ports))
+    return project("r", services, networks)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_projects())
+def test_random_projects_plan_consistently_or_fail_cleanly(p):
+    try:
+        plan = plan_up(p)
+    except ComposeNetError:
+        return
+    s = summary(p)
+    seen_addr = set()
+    for c in s["containers"]:
+        names = [i["ifname"] for i in c["interfaces"]]
+        assert len(names) == len(set(names))
+        assert sum(i["default_route"] for i in c["interfaces"]) <= 1
+        for i in c["interfaces"]:
+            for fam in ("ipv4", "ipv6"):
+                if i[fam] and i["network"] != "bridge":
+                    key = (i["network"], i[fam].split("/")[0])
+                    assert key not in seen_addr, key
+                    seen_addr.add(key)
+            if i["host_ifname"]:
+                assert naming.fits(i["host_ifname"])
+    for op in plan.ops:
+        for attr in ("name", "peer_name", "dev", "master"):
+            value = getattr(op, attr, None)
+            if isinstance(value, str) and op.kind not in ("netns_create",):
+                assert naming.fits(value), (op, attr)
+    netns = {o.name for o in plan.ops if o.kind == "netns_create"}
+    down = O.teardown(plan.ops)
+    assert {o.name for o in down if o.kind == "netns_delete"} == netns
+    assert O.teardown(down) == ()
