@@ -48,6 +48,18 @@ class UpResult:
     ops_applied: int = 0
     seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    updated: bool = False  # an edit applied to a project that was up
+
+    @property
+    def message(self) -> str:
+        """How the CLI ends its report: "project NAME <message>"."""
+        if not self.changed:
+            return "is already up: nothing to change"
+        if not self.updated:
+            return "is up"
+        parts = [f"{len(units)} {what}" for units, what in (
+            (self.created, "created"), (self.recreated, "recreated"), (self.removed, "removed")) if units]
+        return "is up, updated: " + ", ".join(parts) if parts else "is up, updated"
 
 
 def _fail_after() -> Optional[int]:
@@ -255,6 +267,7 @@ def _up_diff(
         removed=tuple(removed),
         ops_applied=ap.count,
         warnings=tuple(ap.warnings),
+        updated=True,
     )
 
 

@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""Attach/detach cost per container: compose-net against its peers, on one topology.
+
+N containers (N = 10, 50, 100), each on network 1 and every second one also on network 2
+(1.5 veth pairs per container), built by
+  compose-net   `python -m compose_net up` / `down` as processes (process start, loading,
+                planning, namespaces, firewall table and DNS server included), and the same plan
+                applied in-process by `executor.up` / `executor.down` (the executor alone);
+  naive ip      a shell script of `ip` commands, one process per command;
+  ip -batch     the host side in one `ip -batch` process and each container's side in one
+                `ip -n NS -batch` process (iproute2 cannot switch namespaces inside one batch);
+  netavark      `netavark setup` / `teardown` per container, as Podman drives it (DNS off).
+The peers run inside a namespace made for the benchmark (their "host"), so the machine's own
+network is never touched; their container namespaces are made with `ip netns add` outside the
+timed part, and that cost is printed on its own line.
+
+Prints ms per container (attach / detach), the ratios to compose-net, the cost per added
+container between N=10 and N=100, and the whole `up` of 100 containers. Holds the kernel-test
+lock (/tmp/compose-net-kernel-tests.lock) unless a parent process (`flock ... bench/updown.py`)
+already does. Usage: bench/updown.py [--repeats R] [--sizes 10,50,100] [--skip-netavark]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+NETAVARK = "/usr/lib/podman/netavark"
+AARDVARK = "/usr/lib/podman/aardvark-dns"
+NET1, NET2 = "10.210.0.0/16", "10.211.0.0/16"
+PY = sys.executable
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return pids
+
+
+def hold_kernel_lock():
+    fh = open(LOCK_PATH, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fh
+    except BlockingIOError:
+        pass
+    inode = os.fstat(fh.fileno()).st_ino
+    holders = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
+            holders.add(int(fields[4]))
+    if holders & _ancestors():
+        return fh  # `flock LOCK bench/updown.py`: our parent holds it for us
+    print("waiting for the kernel-test lock ...", file=sys.stderr)
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[:500]}")
+    return proc
+
+
+def settle() -> None:
+    """Let the kernel finish freeing the previous run's namespaces (it does so asynchronously,
+    under the same RTNL lock the next run needs), so runs do not pay for each other."""
+    time.sleep(1.0)
+
+
+def topology(n: int):
+    """(container index, [networks]) for the benchmark shape."""
+    return [(i, ["n1", "n2"] if i % 2 else ["n1"]) for i in range(n)]
+
+
+def addr(net: str, i: int) -> str:
+    base = net.split(".")
+    host = i + 2
+    return f"{base[0]}.{base[1]}.{host // 256}.{host % 256}"
+
+
+# --- compose-net ---------------------------------------------------------------------------
+
+COMPOSE = """\
+services:
+{services}
+networks:
+  n1: {{ipam: {{config: [{{subnet: {net1}}}]}}}}
+  n2: {{ipam: {{config: [{{subnet: {net2}}}]}}}}
+"""
+
+
+def compose_file(directory: Path, n: int) -> Path:
+    lines = []
+    for i, nets in topology(n):
+        lines.append(f"  c{i}: {{networks: [{', '.join(nets)}]}}")
+    path = directory / "compose.yml"
+    path.write_text(COMPOSE.format(services="\n".join(lines), net1=NET1, net2=NET2))
+    return path
+
+
+def ours_cli(directory: Path, n: int) -> tuple[float, float]:
+    project = "bu" + uuid.uuid4().hex[:6]
+    path = compose_file(directory, n)
+    t = time.perf_counter()
+    run(PY, "-m", "compose_net", "-p", project, "-f", str(path), "up", "--quiet")
+    up = time.perf_counter() - t
+    t = time.perf_counter()
+    run(PY, "-m", "compose_net", "-p", project, "down", "--quiet")
+    return up, time.perf_counter() - t
+
+
+def ours_lib(directory: Path, n: int) -> tuple[float, float, dict]:
+    """The executor alone, on the plan the CLI would make; per op kind, where the time went."""
+    from compose_net import executor, state
+    from compose_net.executor import apply as A
+    from compose_net.loader import LoadOptions, load
+    from compose_net.plan.planner import plan_up
+    from compose_net.probe import probe_host
+
+    project = "bl" + uuid.uuid4().hex[:6]
+    path = compose_file(directory, n)
+    result = load(LoadOptions(files=(str(path),), project_name=project))
+    with state.host_lock():
+        plan = plan_up(result.project, probe_host())
+        split: dict[str, float] = {}
+        handlers = dict(A.HANDLERS)
+        for kind in ("dns_start", "dns_stop", "nft_apply", "nft_delete"):
+            def timed(ap, seq, op, _h=handlers[kind], _k=kind):
+                t0 = time.perf_counter()
+                _h(ap, seq, op)
+                split[_k] = split.get(_k, 0.0) + time.perf_counter() - t0
+            A.HANDLERS[kind] = timed
+        try:
+            t = time.perf_counter()
+            executor.up(plan)
+            up = time.perf_counter() - t
+            t = time.perf_counter()
+            executor.down(project)
+            down = time.perf_counter() - t
+        finally:
+            A.HANDLERS.update(handlers)
+    return up, down, split
+
+
+# --- peers ---------------------------------------------------------------------------------
+
+
+class PeerHost:
+    """A namespace standing in for the host, plus N container namespaces, for the peers."""
+
+    def __init__(self, n: int):
+        self.tag = uuid.uuid4().hex[:5]
+        self.host = f"bh{self.tag}"
+        self.containers = [f"bc{self.tag}-{i}" for i in range(n)]
+        self.ns_seconds = 0.0
+
+    def __enter__(self) -> "PeerHost":
+        run("ip", "netns", "add", self.host)
+        run("ip", "-n", self.host, "link", "set", "lo", "up")
+        t = time.perf_counter()
+        for ns in self.containers:
+            run("ip", "netns", "add", ns)
+        self.ns_seconds = time.perf_counter() - t
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ns in self.containers + [self.host]:
+            run("ip", "netns", "del", ns, check=False)
+
+    def sh(self, script: str) -> None:
+        run("ip", "netns", "exec", self.host, "bash", "-e", "-c", script)
+
+
+def _bridges(tag: str) -> list[tuple[str, str, str]]:
+    return [(f"b1{tag}", NET1, "n1"), (f"b2{tag}", NET2, "n2")]
+
+
+def naive_script(peer: PeerHost) -> tuple[str, str]:
+    up, down = [], []
+    for br, net, _ in _bridges(peer.tag):
+        gw = addr(net, -1)
+        up += [f"ip link add {br} type bridge", f"ip addr add {gw}/16 dev {br}", f"ip link set {br} up"]
+    for i, nets in topology(len(peer.containers)):
+        ns = peer.containers[i]
+        up.append(f"ip -n {ns} link set lo up")
+        for k, net_key in enumerate(nets):
+            br, net, _ = _bridges(peer.tag)[0 if net_key == "n1" else 1]
+            host, tmp = f"v{k}{peer.tag}{i}", f"t{k}{peer.tag}{i}"
+            up += [
+                f"ip link add {host} type veth peer name {tmp}",
+                f"ip link set {tmp} netns {ns}",
+                f"ip link set {host} master {br} up",
+                f"ip -n {ns} link set {tmp} name eth{k}",
+                f"ip -n {ns} addr add {addr(net, i)}/16 dev eth{k}",
+                f"ip -n {ns} link set eth{k} up",
+            ]
+            if k == 0:
+                up.append(f"ip -n {ns} route add default via {addr(net, -1)}")
+            down.append(f"ip link del {host}")
+    down += [f"ip link del {br}" for br, _, _ in _bridges(peer.tag)]
+    return "\n".join(up), "\n".join(down)
+
+
+def batch_scripts(peer: PeerHost) -> tuple[str, dict[str, str], str]:
+    host, per_ns, down = [], {}, []
+    for br, net, _ in _bridges(peer.tag):
+        host += [f"link add {br} up type bridge", f"addr add {addr(net, -1)}/16 dev {br}"]
+    for i, nets in topology(len(peer.containers)):
+        ns = peer.containers[i]
+        lines = ["link set lo up"]
+        for k, net_key in enumerate(nets):
+            br, net, _ = _bridges(peer.tag)[0 if net_key == "n1" else 1]
+            name = f"v{k}{peer.tag}{i}"
+            host.append(f"link add {name} master {br} up type veth peer name eth{k} netns {ns}")
+            lines += [f"link set eth{k} up", f"addr add {addr(net, i)}/16 dev eth{k}"]
+            if k == 0:
+                lines.append(f"route add default via {addr(net, -1)}")
+            down.append(f"link del {name}")
+        per_ns[ns] = "\n".join(lines) + "\n"
+    down += [f"link del {br}" for br, _, _ in _bridges(peer.tag)]
+    return "\n".join(host) + "\n", per_ns, "\n".join(down) + "\n"
+
+
+def naive(n: int) -> tuple[float, float, float]:
+    with PeerHost(n) as peer:
+        up, down = naive_script(peer)
+        t = time.perf_counter()
+        peer.sh(up)
+        a = time.perf_counter() - t
+        t = time.perf_counter()
+        peer.sh(down)
+        return a, time.perf_counter() - t, peer.ns_seconds
+
+
+def ip_batch(n: int) -> tuple[float, float, float]:
+    with PeerHost(n) as peer:
+        host, per_ns, down = batch_scripts(peer)
+        t = time.perf_counter()
+        run("ip", "-n", peer.host, "-batch", "-", stdin=host)
+        for ns, lines in per_ns.items():
+            run("ip", "-n", ns, "-batch", "-", stdin=lines)
+        a = time.perf_counter() - t
+        t = time.perf_counter()
+        run("ip", "-n", peer.host, "-batch", "-", stdin=down)
+        return a, time.perf_counter() - t, peer.ns_seconds
+
+
+def _netavark_opts(peer: PeerHost, i: int, nets: list[str]) -> str:
+    networks, info = {}, {}
+    for k, key in enumerate(nets):
+        br, net, _ = _bridges(peer.tag)[0 if key == "n1" else 1]
+        name = f"bn{key}{peer.tag}"
+        networks[name] = {"interface_name": f"eth{k}", "static_ips": [addr(net, i)]}
+        info[name] = {
+            "name": name, "id": uuid.uuid5(uuid.NAMESPACE_DNS, name).hex * 2, "driver": "bridge",
+            "network_interface": br,
+            "subnets": [{"subnet": net, "gateway": addr(net, -1)}],
+            "ipv6_enabled": False, "internal": False, "dns_enabled": False,
+            "ipam_options": {"driver": "host-local"},
+        }
+    return json.dumps({
+        "container_id": f"{peer.tag}{i:059d}", "container_name": f"c{i}",
+        "networks": networks, "network_info": info,
+    })
+
+
+def netavark(n: int) -> tuple[float, float, float]:
+    with PeerHost(n) as peer, tempfile.TemporaryDirectory() as conf:
+        opts = {i: _netavark_opts(peer, i, nets) for i, nets in topology(n)}
+        base = ["ip", "netns", "exec", peer.host, NETAVARK, "--config", conf, "--aardvark-binary", AARDVARK]
+        t = time.perf_counter()
+        for i, ns in enumerate(peer.containers):
+            run(*base, "setup", f"/run/netns/{ns}", stdin=opts[i])
+        a = time.perf_counter() - t
+        t = time.perf_counter()
+        for i, ns in enumerate(peer.containers):
+            run(*base, "teardown", f"/run/netns/{ns}", stdin=opts[i])
+        return a, time.perf_counter() - t, peer.ns_seconds
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def median_runs(fn, n: int, repeats: int):
+    runs = []
+    for _ in range(repeats):
+        settle()
+        runs.append(fn(n))
+    return tuple(statistics.median(r[k] for r in runs) for k in range(len(runs[0]))), runs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="10,50,100")
+    parser.add_argument("--skip-netavark", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/updown.py needs root", file=sys.stderr)
+        return 1
+    sizes = [int(x) for x in args.sizes.split(",")]
+    lock = hold_kernel_lock()
+    approaches = {
+        "compose-net (CLI processes)": None,
+        "compose-net executor (in-process)": None,
+        "naive ip script": naive,
+        "ip -batch": ip_batch,
+    }
+    if not args.skip_netavark and os.access(NETAVARK, os.X_OK):
+        approaches["netavark 1.4 (per container)"] = netavark
+    table: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in approaches}
+    ns_cost: dict[int, float] = {}
+    splits: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for n in sizes:
+            (u, dn), _ = median_runs(lambda n: ours_cli(d, n), n, args.repeats)
+            table["compose-net (CLI processes)"][n] = (u, dn)
+            lib_runs = []
+            for _ in range(args.repeats):
+                settle()
+                lib_runs.append(ours_lib(d, n))
+            table["compose-net executor (in-process)"][n] = (
+                statistics.median(r[0] for r in lib_runs), statistics.median(r[1] for r in lib_runs))
+            splits[n] = {k: statistics.median(r[2].get(k, 0.0) for r in lib_runs) for k in lib_runs[0][2]}
+            for name, fn in approaches.items():
+                if fn is None:
+                    continue
+                (a, dt, nss), _ = median_runs(fn, n, args.repeats)
+                table[name][n] = (a, dt)
+                ns_cost[n] = nss
+    lock.close()
+
+    ref = "compose-net (CLI processes)"
+    print(f"\nattach / detach, ms per container (median of {args.repeats}); peers exclude namespace creation\n")
+    head = f"{'approach':38}" + "".join(f"{'N=' + str(n):>17}" for n in sizes)
+    print(head)
+    for name, row in table.items():
+        cells = "".join(f"{row[n][0] / n * 1000:8.2f} /{row[n][1] / n * 1000:7.2f}" for n in sizes)
+        print(f"{name:38}{cells}")
+    print(f"{'(ip netns add, for the peers)':38}" + "".join(f"{ns_cost[n] / n * 1000:8.2f} /{'':>7}" for n in sizes))
+    lo, hi = min(sizes), max(sizes)
+    if lo != hi:
+        print(f"\ncost per added container between N={lo} and N={hi} (ms), and ratio to compose-net CLI:")
+        base = table[ref]
+        ours_up = (base[hi][0] - base[lo][0]) / (hi - lo) * 1000
+        ours_down = (base[hi][1] - base[lo][1]) / (hi - lo) * 1000
+        for name, row in table.items():
+            up = (row[hi][0] - row[lo][0]) / (hi - lo) * 1000
+            down = (row[hi][1] - row[lo][1]) / (hi - lo) * 1000
+            extra = "" if name.startswith("compose-net") else f"   (+{(ns_cost[hi] - ns_cost[lo]) / (hi - lo) * 1000:.1f} ms namespaces)"
+            print(f"  {name:38} up {up:6.2f}  x{up / ours_up:5.1f}   down {down:6.2f}  x{down / ours_down:5.1f}{extra}")
+        print(f"  targets: up <= 5 ms, down <= 3 ms per added container")
+    if 100 in table[ref]:
+        print(f"\nwhole `up` of 100 containers, process start included: {table[ref][100][0]:.2f} s (target < 1.5 s);"
+              f" `down`: {table[ref][100][1]:.2f} s")
+    for n in sizes:
+        if splits.get(n):
+            print(f"  N={n}: in-process executor time spent in " +
+                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in splits[n].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
