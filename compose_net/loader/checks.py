@@ -169,6 +169,11 @@ def check_static_address(ctx: Context, parts: list, value: Any) -> None:
         ctx.static[key2] = format_path(parts)
 
 
+def check_priority(ctx: Context, parts: list, value: Any) -> None:
+    if isinstance(value, float) and not value.is_integer():
+        ctx.error(parts, f"{parts[-1]} must be an integer, not {value}")
+
+
 def check_mac(ctx: Context, parts: list, value: Any) -> None:
     if not isinstance(value, str) or not _MAC_RE.match(value):
         ctx.error(parts, f'invalid MAC address "{value}"')
@@ -429,6 +434,8 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
     ("services.*.networks.*.ipv4_address", check_static_address),
     ("services.*.networks.*.ipv6_address", check_static_address),
     ("services.*.networks.*.mac_address", check_mac),
+    ("services.*.networks.*.priority", check_priority),
+    ("services.*.networks.*.gw_priority", check_priority),
     ("services.*.networks.*.link_local_ips[]", check_link_local),
     ("services.*.networks.*.interface_name", check_interface_name),
     ("services.*.mac_address", check_mac),

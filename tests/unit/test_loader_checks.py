@@ -240,3 +240,17 @@ def test_wildcard_host_addresses_collide_with_specific_ones(tmp_path):
     assert got == [
         "compose.yml:3: services.b.ports[0]: host port 80/tcp on 127.0.0.1 is already published by services.a.ports[0]",
     ]
+
+
+def test_priorities_must_be_whole_numbers(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          a:
+            networks:
+              default: {priority: .inf, gw_priority: 1.5}
+        """) == [
+        "compose.yml:4: services.a.networks.default.gw_priority: gw_priority must be an integer, not 1.5",
+        "compose.yml:4: services.a.networks.default.priority: priority must be an integer, not inf",
+    ]
+    result = ok(tmp_path, "services:\n  a:\n    networks:\n      default: {priority: 2.0}\n")
+    assert result.project.services["a"].networks[0].priority == 2

@@ -135,7 +135,7 @@ def test_random_services_and_networks(services, networks):
 WORDS = st.sampled_from(["web", "db", "front", "back", "default", "10.0.0.5", "10.0.0.0/24", "fd00::/64", "fd00::5",
                          "8080:80", "80", "1-2:1-2", "0:0", "65536", "x:y", "::1", "172.30.0.1", "host", "none",
                          "service:web", "service:db", "container:c", "h:1.2.3.4", "eth0", "", "-1", "3"])
-TEXT = st.one_of(WORDS, st.text(max_size=6))
+TEXT = st.one_of(WORDS, st.text(max_size=6), st.floats(), st.integers())
 
 
 @SETTINGS
@@ -145,12 +145,16 @@ TEXT = st.one_of(WORDS, st.text(max_size=6))
         st.sampled_from(["front", "back", "default", "other"]),
         st.one_of(st.none(), st.fixed_dictionaries({}, optional={
             "ipv4_address": TEXT, "ipv6_address": TEXT, "aliases": st.lists(WORDS, max_size=2, unique=True),
-            "priority": st.integers(-5, 5), "interface_name": TEXT, "mac_address": TEXT})), max_size=3)),
+            "priority": st.one_of(st.integers(-5, 5), st.floats()), "gw_priority": SCALARS,
+            "interface_name": TEXT, "mac_address": TEXT, "link_local_ips": st.lists(WORDS, max_size=2, unique=True),
+            "driver_opts": st.dictionaries(WORDS, SCALARS, max_size=2)})), max_size=3)),
     "network_mode": WORDS,
     "depends_on": st.lists(WORDS, max_size=2, unique=True),
     "links": st.lists(WORDS, max_size=2, unique=True),
     "scale": st.one_of(st.integers(-2, 3), WORDS),
-    "deploy": st.fixed_dictionaries({"replicas": st.one_of(st.integers(-2, 3), WORDS)}),
+    "deploy": st.fixed_dictionaries({"replicas": st.one_of(st.integers(-2, 3), WORDS, st.floats())}),
+    "mac_address": TEXT, "hostname": TEXT, "sysctls": st.dictionaries(WORDS, SCALARS, max_size=2),
+    "environment": st.one_of(st.dictionaries(WORDS, SCALARS, max_size=2), st.lists(WORDS, max_size=2, unique=True)),
     "container_name": WORDS,
     "dns": st.lists(WORDS, max_size=2),
     "extra_hosts": st.lists(WORDS, max_size=2, unique=True),
