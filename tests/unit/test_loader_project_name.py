@@ -102,3 +102,16 @@ def test_obsolete_version_warns(tmp_path):
     result = run(tmp_path, project_name="v")
     assert [str(w) for w in result.warnings] == [
         "compose.yml:1: version: warning: the attribute `version` is obsolete, it will be ignored"]
+
+
+def test_dash_reads_the_file_from_stdin(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    class FakeStdin:
+        buffer = io.BytesIO(b"services:\n  web:\n    image: nginx\n    ports: [80]\n    bogus: 1\n")
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin())
+    with pytest.raises(ConfigErrors) as e:
+        run(tmp_path, files=("-",), project_name="s")
+    assert str(e.value) == '-:5: services.web.bogus: unknown key "bogus" in services.web'
