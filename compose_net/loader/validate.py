@@ -201,7 +201,7 @@ def _messages(error: Any) -> list[tuple[list, str]]:
         out = []
         known = sorted(error.schema.get("properties", {}))
         for key in _extras(error):
-            hint = difflib.get_close_matches(key, known, n=1)
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
             where = format_path(path) or "the top level"
             msg = f'unknown key "{key}" in {where}'
             if hint:
