@@ -83,6 +83,8 @@ def _port(name: str, i: int, p: dict) -> PortMapping:
     if published:
         a, _, b = str(published).partition("-")
         p0, p1 = int(a), int(b or a)
+        if p0 == p1 == 0:
+            p0 = p1 = None  # host port 0: any free port, like no published port
     return PortMapping(
         target=p["target"], target_end=p["target_end"], published=p0, published_end=p1,
         host_ip=_ip(p.get("host_ip")), protocol=p.get("protocol", "tcp"), mode=p.get("mode", "ingress"),

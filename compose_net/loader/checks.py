@@ -254,11 +254,12 @@ def check_port(ctx: Context, parts: list, value: Any) -> None:
         ctx.error(parts, f"host port range {p0}-{p1} and container port range {t0}-{t1} differ in size")
         return
     replicas = ctx.replicas(parts[1])
-    if replicas > 1 and t0 == t1 and p1 - p0 + 1 < replicas:
+    if replicas > 1 and t0 == t1 and p0 != 0 and p1 - p0 + 1 < replicas:
         ctx.error(parts, f"published port {value['published']} cannot be bound by {replicas} replicas")
     addr = _ip(host_ip) if host_ip else None
-    # a single container port with a host range takes one free port of the range: no fixed binding
-    fixed = range(p0, p1 + 1) if (t1 != t0 or p0 == p1) else range(0)
+    # a single container port with a host range takes one free port of the range, and host
+    # port 0 means "any free port": neither is a fixed binding
+    fixed = range(p0, p1 + 1) if (t1 != t0 or p0 == p1) and p0 != 0 else range(0)
     for port in fixed:
         key = (protocol, port)
         for other_addr, other_path in ctx.bindings.get(key, ()):

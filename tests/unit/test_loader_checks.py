@@ -254,3 +254,12 @@ def test_priorities_must_be_whole_numbers(tmp_path):
     ]
     result = ok(tmp_path, "services:\n  a:\n    networks:\n      default: {priority: 2.0}\n")
     assert result.project.services["a"].networks[0].priority == 2
+
+
+def test_host_port_zero_is_ephemeral(tmp_path):
+    result = ok(tmp_path, """\
+        services:
+          a: {ports: ["0:80"], scale: 2}
+          b: {ports: ["0:80"]}
+        """)
+    assert result.project.services["a"].ports[0].published is None
