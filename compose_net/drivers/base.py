@@ -78,6 +78,7 @@ class InterfaceLayout:
     ipv6: Optional[ipaddress.IPv6Interface] = None
     ipv4_note: str = ""
     ipv6_note: str = ""
+    link_local: tuple[IPInterface, ...] = ()  # `link_local_ips`: extra link-scope addresses
 
 
 class Driver(Protocol):
@@ -100,6 +101,8 @@ def address_ops(net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
         ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv4, note=iface.ipv4_note))
     if iface.ipv6 is not None:
         ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv6, note=iface.ipv6_note))
+    for extra in iface.link_local:
+        ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, extra, note="link_local_ips"))
     return ops
 
 

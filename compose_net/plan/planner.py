@@ -380,8 +380,10 @@ class _Layout:
             note4 = ("static ipv4_address" if a is not None and a.ipv4_address is not None else _dyn_note(s4))
             note6 = ("static ipv6_address" if a is not None and a.ipv6_address is not None else _dyn_note(s6))
             host_if = naming.veth_name(c.name, net.name) if net.bridge else None
+            link_local = tuple(ipaddress.ip_interface((int(x), 16 if x.version == 4 else 64))
+                               for x in (a.link_local_ips if a is not None else ()))
             layout = InterfaceLayout(c.name, unit, netns, net.key, ifname, host_if, mac, iface4, iface6,
-                                     note4 if iface4 else "", note6 if iface6 else "")
+                                     note4 if iface4 else "", note6 if iface6 else "", link_local)
             names = [svc.name, c.name, *(a.aliases if a is not None else ()), cid[:12]]
             if svc.hostname:
                 names.append(svc.hostname)
@@ -556,6 +558,7 @@ class _Layout:
                     "default_route": it.default4 or (it.default6 and not any(x.default4 for x in box.ifaces)),
                     "default_route6": it.default6,
                     "aliases": list(it.aliases),
+                    "link_local": [str(x) for x in lay.link_local],
                 })
             containers.append({
                 "name": c.name, "service": c.service, "index": c.index,

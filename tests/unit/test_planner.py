@@ -65,7 +65,7 @@ def test_summary_shape():
     assert iface == {"network": "shop_front", "ifname": "eth0", "host_ifname": naming.veth_name("shop-web-1", "shop_front"),
                      "mac": "02:42:ac:12:00:02", "ipv4": "172.18.0.2/16", "ipv6": None, "gateway": "172.18.0.1",
                      "gateway6": None, "default_route": True, "default_route6": False,
-                     "aliases": ["web", "shop-web-1", web["id"][:12]]}
+                     "aliases": ["web", "shop-web-1", web["id"][:12]], "link_local": []}
     assert web["ports"] == [{"protocol": "tcp", "host_ip": None, "published": 8080, "published_end": 8080,
                              "target": 80, "target_end": 80}]
     api = container(s, "shop-api-1")
@@ -383,3 +383,11 @@ def test_random_projects_plan_consistently_or_fail_cleanly(p):
     down = O.teardown(plan.ops)
     assert {o.name for o in down if o.kind == "netns_delete"} == netns
     assert O.teardown(down) == ()
+
+
+def test_link_local_ips_are_added():
+    p = project("p", [svc("s", att("a", link_local_ips=(ipaddress.ip_address("169.254.8.8"), ipaddress.ip_address("fe80::8"))))],
+                [net("a", "p")])
+    addrs = [str(o.address) for o in plan_up(p).ops if o.kind == "addr_add" and o.ns == "p-s-1"]
+    assert addrs == ["172.18.0.2/16", "169.254.8.8/16", "fe80::8/64"]
+    assert container(summary(p), "p-s-1")["interfaces"][0]["link_local"] == ["169.254.8.8/16", "fe80::8/64"]
