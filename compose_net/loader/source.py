@@ -65,6 +65,14 @@ _FALSES = frozenset(("false", "False", "FALSE"))
 _PASS_TAGS = frozenset(("!reset", "!override"))
 
 
+def _int64(text: str, value: Optional[int]) -> Any:
+    """Compose (Go) reads integers as 64-bit; a longer digit string stays text (and Python's
+    int-to-str limit never sees a 5,000-digit number)."""
+    if value is None or not -(2**63) <= value < 2**64:
+        return text
+    return value
+
+
 def resolve_plain(text: str) -> Any:
     """The YAML 1.2 core schema for an untagged plain scalar."""
     if not text:
@@ -80,11 +88,11 @@ def resolve_plain(text: str) -> Any:
     if text in _FALSES:
         return False
     if _INT_RE.match(text):
-        return int(text, 10)
+        return _int64(text, int(text, 10) if len(text) <= 30 else None)
     if _OCT_RE.match(text):
-        return int(text[2:], 8)
+        return _int64(text, int(text[2:], 8) if len(text) <= 30 else None)
     if _HEX_RE.match(text):
-        return int(text[2:], 16)
+        return _int64(text, int(text[2:], 16) if len(text) <= 30 else None)
     if _FLOAT_RE.match(text):
         return float(text)
     if _INF_RE.match(text):

@@ -36,6 +36,12 @@ j: =
     assert data["h"] == "true" and data["i"] == "80" and data["j"] == "="
 
 
+def test_huge_numbers_stay_text():
+    data = one("a: " + "9" * 5000 + "\nb: 0x" + "f" * 5000 + "\nc: 18446744073709551616\nd: -9223372036854775808\n").data
+    assert data["a"] == "9" * 5000 and data["b"] == "0x" + "f" * 5000
+    assert data["c"] == "18446744073709551616" and data["d"] == -(2**63)
+
+
 def test_every_key_and_item_has_a_line():
     src = one("""services:
   web:
