@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from compose_net import naming
