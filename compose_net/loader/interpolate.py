@@ -7,6 +7,7 @@ literal `$`. A `$` followed by anything else stays a literal `$`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping, Optional
 
 from compose_net.errors import ConfigError, ConfigErrors, ConfigWarning, Where
@@ -28,30 +29,31 @@ def _read_name(text: str, i: int) -> int:
     return j
 
 
+_TOKENS = re.compile(r"\$\$|\$\{|\}")
+MAX_NESTING = 32
+
+
 def _find_close(text: str, i: int) -> int:
     """Index of the `}` closing a `${` whose body starts at i (nested `${...}` balanced)."""
     depth = 0
-    while i < len(text):
-        c = text[i]
-        if c == "$" and i + 1 < len(text) and text[i + 1] == "$":
-            i += 2
-            continue
-        if c == "$" and i + 1 < len(text) and text[i + 1] == "{":
+    for m in _TOKENS.finditer(text, i):
+        token = m.group()
+        if token == "${":
             depth += 1
-            i += 2
-            continue
-        if c == "}":
+        elif token == "}":
             if depth == 0:
-                return i
+                return m.start()
             depth -= 1
-        i += 1
     return -1
 
 
-def substitute(text: str, lookup: Callable[[str], Optional[str]], on_unset: Callable[[str], None]) -> str:
+def substitute(text: str, lookup: Callable[[str], Optional[str]], on_unset: Callable[[str], None],
+               depth: int = 0) -> str:
     """Expand every expression in `text`. Raises TemplateError."""
     if "$" not in text:
         return text
+    if depth > MAX_NESTING:
+        raise TemplateError(f"expressions nested more than {MAX_NESTING} levels deep")
     out: list[str] = []
     i = 0
     n = len(text)
@@ -81,7 +83,7 @@ def substitute(text: str, lookup: Callable[[str], Optional[str]], on_unset: Call
             close = _find_close(text, j + 2)
             if close < 0:
                 raise TemplateError(f'invalid interpolation format in "{text}": missing closing brace')
-            out.append(_braced(text[j + 2 : close], text, lookup, on_unset))
+            out.append(_braced(text[j + 2 : close], text, lookup, on_unset, depth))
             i = close + 1
         else:
             out.append("$")
@@ -89,7 +91,7 @@ def substitute(text: str, lookup: Callable[[str], Optional[str]], on_unset: Call
     return "".join(out)
 
 
-def _braced(body: str, whole: str, lookup, on_unset) -> str:
+def _braced(body: str, whole: str, lookup, on_unset, depth: int) -> str:
     end = _read_name(body, 0)
     name = body[:end]
     if not name or name[0] not in _NAME_START:
@@ -111,12 +113,12 @@ def _braced(body: str, whole: str, lookup, on_unset) -> str:
     missing = value is None or (empty_counts and value == "")
     kind = op[-1]
     if kind == "-":
-        return substitute(arg, lookup, on_unset) if missing else value
+        return substitute(arg, lookup, on_unset, depth + 1) if missing else value
     if kind == "+":
-        return "" if missing else substitute(arg, lookup, on_unset)
+        return "" if missing else substitute(arg, lookup, on_unset, depth + 1)
     # "?": required
     if missing:
-        message = substitute(arg, lookup, on_unset) if arg else ""
+        message = substitute(arg, lookup, on_unset, depth + 1) if arg else ""
         # Compose's wording, whether the variable is unset or empty
         raise TemplateError(f"required variable {name} is missing a value" + (f": {message}" if message else ""))
     return value

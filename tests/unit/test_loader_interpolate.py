@@ -68,3 +68,15 @@ def test_values_only_with_warnings_and_errors_at_key_paths():
         "c.yml:1: a: required variable X is missing a value: need X",
         'c.yml:3: b[0]: invalid interpolation format in "${Y": missing closing brace',
     ]
+
+
+def test_hostile_expressions_fail_fast():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(TemplateError, match="nested more than"):
+        sub("${A:-" * 50000 + "x" + "}" * 50000)
+    with pytest.raises(TemplateError, match="missing closing brace"):
+        sub("${A:-" * 200000)
+    assert sub("${UNSET:-" + "y" * 5_000_000 + "}")[0] == "y" * 5_000_000
+    assert time.perf_counter() - start < 2.0
