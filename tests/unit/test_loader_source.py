@@ -189,3 +189,14 @@ def test_alias_expansion_under_the_limit_still_loads_quickly(tmp_path):
     result = load(LoadOptions(files=("c.yml",), cwd=str(tmp_path), environ={}, project_name="h"))
     assert time.perf_counter() - start < 2.0
     assert list(result.project.services) == ["web"]
+
+
+def test_too_many_nodes_fail_fast(tmp_path):
+    from compose_net.errors import ConfigErrors
+    from compose_net.loader import LoadOptions, load
+
+    (tmp_path / "c.yml").write_text("services:\n" + "".join(f"  s{i}: {{image: x}}\n" for i in range(120_000)))
+    start = time.perf_counter()
+    with pytest.raises(ConfigErrors, match="YAML nodes"):
+        load(LoadOptions(files=("c.yml",), cwd=str(tmp_path), environ={}, project_name="h"))
+    assert time.perf_counter() - start < 5.0
