@@ -29,10 +29,14 @@ import socket, sys, threading
 name = sys.argv[1]
 socks = []
 for spec in sys.argv[2:]:
-    proto, port = spec.split(":")
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    proto, port = spec.split(":")  # tcp, udp (IPv4) or tcp6, udp6 (IPv6 only)
+    family = socket.AF_INET6 if proto.endswith("6") else socket.AF_INET
+    proto = proto.rstrip("6")
+    s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(port)))
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", int(port)))
     if proto == "tcp":
         s.listen(64)
     socks.append((proto, int(port), s))
@@ -60,7 +64,7 @@ try:
         s.settimeout(timeout)
         print(s.recv(512).decode())
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(timeout)
         s.sendto(b"hi", (host, port))
         print(s.recvfrom(512)[0].decode())

@@ -169,3 +169,54 @@ def test_only_the_target_port_is_open_on_the_container(up):
     # Docker: container -> service:published-port is refused, only the target port listens
     assert probe(up.ns("client"), "tcp", up.ip("web"), 18080) == "refused"
     assert probe(up.ns("client"), "tcp", up.ip("web"), 80) == f"web:80 {up.ip('client')}"
+
+
+COMPOSE6 = """
+services:
+  web6:
+    networks: [dual]
+    ports: ["18085:80", "18086:86/udp"]
+networks:
+  dual:
+    enable_ipv6: true
+    ipam:
+      config: [{subnet: 10.216.6.0/24}, {subnet: "fd17:216:6::/64"}]
+"""
+
+
+@pytest.fixture(scope="module")
+def up6(kernel_lock, tmp_path_factory):
+    tag = uuid.uuid4().hex[:7]
+    uplink = Uplink(tag[:6], index=4)
+    project = Up(tmp_path_factory.mktemp("ports6"), COMPOSE6, tag)
+    try:
+        uplink.create()
+        uplink.host_ip6, uplink.peer_ip6 = "fd17:218::1", "fd17:218::2"
+        sh("ip", "-6", "addr", "add", f"{uplink.host_ip6}/64", "dev", uplink.host_if, "nodad")
+        sh("ip", "-6", "addr", "add", f"{uplink.peer_ip6}/64", "dev", uplink.peer_if, "nodad", ns=uplink.ns)
+        project.start({"web6": ("tcp6:80", "udp6:86", "tcp:80")})
+        srv = subprocess.Popen(["ip", "netns", "exec", uplink.ns, sys.executable, "-c", SERVER, "uplink", "tcp6:80"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        project.servers.append(srv)
+        assert srv.stdout.readline().strip() == "ready"
+        project.uplink = uplink
+        yield project
+    finally:
+        project.stop()
+        uplink.destroy()
+
+
+def test_ipv6_published_port_and_masquerade(up6):
+    u = up6.uplink
+    web6 = up6.containers["web6"]
+    v6 = web6["Interfaces"][0]["IPv6Address"].split("/")[0]
+    assert v6.startswith("fd17:216:6::")
+    assert ":::18085->80/tcp" in web6["Ports"]
+    # outbound over IPv6 is masqueraded to the host side's address
+    assert probe(up6.ns("web6"), "tcp", u.peer_ip6, 80) == f"uplink:80 {u.host_ip6}"
+    # the published port over IPv6, from another namespace and from the host itself
+    assert probe(u.ns, "tcp", u.host_ip6, 18085) == f"web6:80 {u.peer_ip6}"
+    assert probe(u.ns, "udp", u.host_ip6, 18086) == f"web6:86 {u.peer_ip6}"
+    assert probe(None, "tcp", u.host_ip6, 18085) == f"web6:80 {u.host_ip6}"
+    # and over IPv4 as well
+    assert probe(u.ns, "tcp", u.host_ip, 18085) == f"web6:80 {u.peer_ip}"
