@@ -38,6 +38,11 @@ def veth_name(container: str, network_name: str) -> str:
     return "veth" + _hex(f"veth/{container}/{network_name}")
 
 
+def dummy_parent_name(network_name: str) -> str:
+    """The parent link made for a macvlan/ipvlan network that names none (Docker: `dm-` + id)."""
+    return "dm-" + _hex("parent/" + network_name)
+
+
 def vxlan_name(network_name: str) -> str:
     return "cnvx-" + _hex("vxlan/" + network_name)
 

@@ -37,6 +37,7 @@ class NetworkLayout:
     parent: Optional[str] = None  # macvlan/ipvlan parent link
     mode: Optional[str] = None  # macvlan/ipvlan mode
     flag: Optional[str] = None  # ipvlan flag (bridge/private/vepa)
+    own_parent: bool = False  # no parent was given: the plan creates one (a private bridge)
     mtu: Optional[int] = None
     internal: bool = False
     external: bool = False

@@ -7,7 +7,7 @@ import re
 from typing import Optional
 
 from compose_net.drivers.base import InterfaceLayout, NetworkLayout, address_ops
-from compose_net.plan.ops import MacvlanCreate, Op, VlanCreate
+from compose_net.plan.ops import BridgeCreate, MacvlanCreate, Op, VlanCreate
 from compose_net.probe import HostFacts
 
 MODES = ("bridge", "private", "vepa", "passthru")
@@ -26,6 +26,9 @@ def parent_ops(net: NetworkLayout, facts: HostFacts, kind: str) -> tuple[list[Op
     ops: list[Op] = []
     warnings: list[str] = []
     parent = net.parent or ""
+    if net.own_parent:
+        return [BridgeCreate(net.unit, parent, net.group, mtu=net.mtu,
+                             note="no parent given: a private link stands in for Docker's dummy")], warnings
     if parent in facts.links or not facts.links and not facts.features_known:
         return ops, warnings
     vlan = vlan_of(parent)

@@ -197,8 +197,14 @@ class _Layout:
                 self.networks[key] = NetworkLayout(**common, subnets=nets, bridge=bridges[key], **extra)
             elif net.driver in ("macvlan", "ipvlan"):
                 parent = net.driver_opts.get("parent")
-                if not parent:
-                    raise _err(project, f"{kp}.driver_opts.parent", f"a {net.driver} network needs driver_opts.parent")
+                own_parent = not parent
+                if own_parent:
+                    # Docker gives a parentless macvlan/ipvlan network a dummy link; this tool makes
+                    # a bridge of its own instead (no dummy driver needed): the containers reach
+                    # each other and nothing else, as on Docker's dummy parent
+                    parent = naming.dummy_parent_name(net.name)
+                    self.notes.append(f"{net.name}: no driver_opts.parent, so a private parent link {parent} "
+                                      f"is created (Docker uses a dummy link)")
                 if net.driver == "macvlan":
                     from compose_net.drivers.macvlan import MODES
                     mode = net.driver_opts.get("macvlan_mode", "bridge")
@@ -221,7 +227,8 @@ class _Layout:
                         nets = tuple(ipam.Subnet(s.subnet, None, s.ip_range, s.aux, s.auto, s.keypath, s.note)
                                      for s in nets)
                 common["masquerade"] = False
-                self.networks[key] = NetworkLayout(**common, subnets=nets, parent=parent, mode=mode, flag=flag)
+                self.networks[key] = NetworkLayout(**common, subnets=nets, parent=parent, mode=mode, flag=flag,
+                                                   own_parent=own_parent)
             else:
                 self.networks[key] = NetworkLayout(**common)
         if any(m == "bridge" for m in self.modes.values()):

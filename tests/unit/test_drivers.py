@@ -94,3 +94,17 @@ def test_overlay_project_has_vni_in_summary():
     s = summary(p)
     assert s["networks"][0]["vxlan"] == {"name": naming.vxlan_name("p_o"), "vni": naming.vxlan_vni("p_o")}
     assert [o.kind for o in plan_up(p).ops if o.unit == "network:p_o"] == ["bridge_create", "vxlan_create", "addr_add"]
+
+
+def test_macvlan_without_parent_gets_a_private_parent_link():
+    p = project("p", [svc("s", att("lan"), replicas=2)], [net("lan", "p", driver="macvlan")])
+    plan = plan_up(p, HERE)
+    parent = naming.dummy_parent_name("p_lan")
+    assert naming.fits(parent)
+    (br,) = [o for o in plan.ops if o.kind == "bridge_create"]
+    assert br.name == parent and br.unit == "network:p_lan"
+    links = [o for o in plan.ops if o.kind == "macvlan_create"]
+    assert [o.parent for o in links] == [parent, parent]
+    assert summary(p, HERE)["networks"][0]["parent"] == parent
+    (gdel,) = [o for o in O.teardown(plan.ops) if o.kind == "link_group_delete"]
+    assert parent in gdel.names
