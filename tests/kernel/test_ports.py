@@ -220,3 +220,29 @@ def test_ipv6_published_port_and_masquerade(up6):
     assert probe(None, "tcp", u.host_ip6, 18085) == f"web6:80 {u.host_ip6}"
     # and over IPv4 as well
     assert probe(u.ns, "tcp", u.host_ip, 18085) == f"web6:80 {u.peer_ip}"
+
+
+def test_legacy_bridge_publishes_and_is_isolated(kernel_lock, tmp_path, uplink):
+    """network_mode: bridge (the shared cn0) publishes like a project network."""
+    tag = uuid.uuid4().hex[:7]
+    legacy = Up(tmp_path, """
+services:
+  old:
+    network_mode: bridge
+    ports: ["18095:80"]
+  new:
+    networks: [own]
+networks:
+  own: {ipam: {config: [{subnet: 10.216.7.0/24}]}}
+""", tag)
+    try:
+        legacy.start({"old": ("tcp:80",), "new": ("tcp:80",)})
+        old_ip = legacy.ip("old")
+        assert old_ip.startswith("172.17.")
+        assert probe(uplink.ns, "tcp", uplink.host_ip, 18095) == f"old:80 {uplink.peer_ip}"
+        assert probe(None, "tcp", uplink.host_ip, 18095) == f"old:80 {uplink.host_ip}"
+        # cn0 is isolated from the project's own networks, both ways
+        assert probe(legacy.ns("new"), "tcp", old_ip, 80) == "timeout"
+        assert probe(legacy.ns("old"), "tcp", legacy.ip("new"), 80) == "timeout"
+    finally:
+        legacy.stop()
