@@ -265,3 +265,15 @@ def test_nft_check_reports_nft_message():
                                              "expr": [{"accept": None}]}}})
     with pytest.raises(RuntimeFailure, match="nft rejected"):
         nft.check(json.dumps(doc))
+
+
+def test_fresh_variant_creates_the_table_once_instead_of_replacing_it():
+    from compose_net.executor import nft
+    doc = firewall.ruleset(summary([network()], [WEB]))
+    fresh = json.loads(nft._fresh_variant(json.dumps(doc)))["nftables"]
+    assert fresh[0] == doc["nftables"][0]
+    assert fresh[1] == {"create": {"table": {"family": "inet", "name": "cn-p"}}}
+    assert fresh[2:] == doc["nftables"][4:]
+    assert nft._fresh_variant('{"nftables": [{"add": {"table": {"family": "inet", "name": "x"}}}]}') is None
+    assert nft._fresh_variant("not json") is None
+    nft_check({"nftables": fresh})
