@@ -10,8 +10,10 @@ packets that match this project's bridges are):
 
     forward      filter/forward    internal networks stay inside their bridge; `enable_icc: false`
                                    drops bridge-to-same-bridge traffic; replies and DNATed flows
-                                   pass; traffic between this project's bridges and any other
-                                   compose-net bridge (`cn*`) is dropped (Docker's isolation).
+                                   pass; then nothing goes from a project bridge into any other
+                                   compose-net bridge (`cn*`), and no new connection enters a
+                                   project bridge from anywhere but itself (Docker's isolation and
+                                   FORWARD policy drop, limited to our bridges).
     prerouting   nat/dstnat        `fib daddr type local` → ports (published ports from outside
                                    and from containers, including hairpin)
     output       nat/dstnat        the same for connections made by the host itself, including
@@ -25,8 +27,8 @@ Isolation and icc match interfaces, not addresses, so they hold for IPv4 and IPv
 rule sees bridged (same-bridge) frames only when br_netfilter passes them to the inet hooks
 (`net.bridge.bridge-nf-call-iptables=1`, as Docker sets it); without br_netfilter the rule is
 inert and the planner must isolate the bridge ports instead (bridge port flag `isolated`).
-Bridges named freely with `com.docker.network.bridge.name` are isolated from this project's
-other bridges by name; from another project's freely named bridge only by that project's table.
+Bridges named freely with `com.docker.network.bridge.name` are covered by the inbound rule of
+their own table.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     table = summary["table"]
     builder = _Builder(table)
     networks = [n for n in summary.get("networks", ()) if n.get("bridge")]
-    own_bridges = [n["bridge"] for n in networks]
     by_name = {n["name"]: n for n in networks}
 
     builder.chain("forward", "filter", "forward", 0)
@@ -67,11 +68,12 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     builder.rule("forward", _CT_DNAT, _ACCEPT)
     for net in networks:
         br = net["bridge"]
-        others = [b for b in own_bridges if b != br and not _fnmatch_cn(b)]
+        # Docker's isolation: nothing from one compose-net bridge into another ...
         builder.rule("forward", _iif(br), _oif(br, "!="), _oif(BRIDGE_WILDCARD), _DROP)
-        builder.rule("forward", _oif(br), _iif(br, "!="), _iif(BRIDGE_WILDCARD), _DROP)
-        if others:
-            builder.rule("forward", _iif(br), _oif_set(others), _DROP)
+        # ... and no new connection into a bridge from elsewhere (other bridges, other hosts
+        # routing to container addresses): only replies and published ports, as Docker's
+        # FORWARD policy drop leaves it. The host itself reaches containers (output, not forward).
+        builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
 
     targets = list(_port_targets(summary, by_name))
     postrouting: list[list[dict[str, Any]]] = []
@@ -234,10 +236,6 @@ def _oif(name: str, op: str = "==") -> dict[str, Any]:
     return _match({"meta": {"key": "oifname"}}, name, op)
 
 
-def _oif_set(names: list[str]) -> dict[str, Any]:
-    return _match({"meta": {"key": "oifname"}}, {"set": list(names)})
-
-
 def _addr_right(value) -> Any:
     if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
         if value.prefixlen == value.max_prefixlen:
@@ -254,10 +252,6 @@ def _saddr(value) -> dict[str, Any]:
 def _daddr(value) -> dict[str, Any]:
     proto = "ip" if value.version == 4 else "ip6"
     return _match({"payload": {"protocol": proto, "field": "daddr"}}, _addr_right(value))
-
-
-def _fnmatch_cn(name: str) -> bool:
-    return name.startswith(BRIDGE_WILDCARD[:-1])
 
 
 class _Builder:

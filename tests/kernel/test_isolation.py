@@ -116,6 +116,16 @@ def test_outbound_is_masqueraded_unless_disabled(world):
     assert probe(world.ns("p1"), "tcp", u.peer_ip, 80) == f"uplink:80 {world.ip('p1')}"
 
 
+def test_no_direct_connections_from_outside(world):
+    """Another host routing to container addresses reaches nothing but published ports (Docker's
+    FORWARD policy drop), with or without masquerade; the host itself still reaches them."""
+    u = world.uplink
+    assert probe(u.ns, "tcp", world.ip("a1"), 80) == "timeout"
+    assert probe(u.ns, "tcp", world.ip("p1"), 80) == "timeout"
+    assert probe(None, "tcp", world.ip("a1"), 80) == f"a1:80 10.217.1.1"
+    assert without_table(world, lambda: probe(u.ns, "tcp", world.ip("a1"), 80)) == f"a1:80 {u.peer_ip}"
+
+
 def test_internal_network_stays_inside(world):
     u, i1 = world.uplink, world.ns("i1")
     assert probe(i1, "tcp", u.peer_ip, 80) in ("timeout", "error 101")  # no route out at all
