@@ -11,7 +11,7 @@ packets that match this project's bridges are):
     forward      filter/forward    internal networks stay inside their bridge; `enable_icc: false`
                                    drops bridge-to-same-bridge traffic; replies and DNATed flows
                                    pass; then nothing goes from a project bridge into any other
-                                   compose-net bridge (`cn*`), and no new connection enters a
+                                   compose-net bridge (`cn-*`, `cn0`), and no new connection enters a
                                    project bridge from anywhere but itself (Docker's isolation and
                                    FORWARD policy drop, limited to our bridges).
     prerouting   nat/dstnat        `fib daddr type local` → ports (published ports from outside
@@ -40,8 +40,9 @@ from .errors import PlanError
 
 FAMILY = "inet"
 
-# Every compose-net bridge (naming.py: `cn-<hash>`, the legacy default bridge `cn0`).
-BRIDGE_WILDCARD = "cn*"
+# Every compose-net bridge (naming.py: `cn-<hash>`, the legacy default bridge `cn0`), and not
+# lookalikes such as CNI's `cni0`.
+BRIDGE_PATTERNS = ("cn-*", "cn0")
 
 _L4 = ("tcp", "udp", "sctp")
 
@@ -69,7 +70,9 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     for net in networks:
         br = net["bridge"]
         # Docker's isolation: nothing from one compose-net bridge into another ...
-        builder.rule("forward", _iif(br), _oif(br, "!="), _oif(BRIDGE_WILDCARD), _DROP)
+        for pattern in BRIDGE_PATTERNS:
+            if pattern != br:
+                builder.rule("forward", _iif(br), _oif(br, "!="), _oif(pattern), _DROP)
         # ... and no new connection into a bridge from elsewhere (other bridges, other hosts
         # routing to container addresses): only replies and published ports, as Docker's
         # FORWARD policy drop leaves it. The host itself reaches containers (output, not forward).

@@ -128,9 +128,12 @@ def test_icc_off_drops_same_bridge_traffic_and_icc_on_does_not():
 def test_isolation_between_bridges_and_no_new_inbound_connections():
     doc = firewall.ruleset(summary([network(), network("p_back", "mybr0", "10.9.0.0/24")]))
     fwd = rules(doc, "forward")
-    out_rule = [m("iifname", "cn-aaaa0001"), m("oifname", "cn-aaaa0001", "!="), m("oifname", "cn*"), {"drop": None}]
+    out_rule = [m("iifname", "cn-aaaa0001"), m("oifname", "cn-aaaa0001", "!="), m("oifname", "cn-*"), {"drop": None}]
     in_rule = [m("oifname", "cn-aaaa0001"), m("iifname", "cn-aaaa0001", "!="), {"drop": None}]
     assert out_rule in fwd and in_rule in fwd
+    # the legacy default bridge too, but not lookalikes like CNI's cni0
+    assert [m("iifname", "cn-aaaa0001"), m("oifname", "cn-aaaa0001", "!="), m("oifname", "cn0"), {"drop": None}] in fwd
+    assert not any(m("oifname", "cn*") in r for r in fwd)
     # a freely named bridge gets the same pair: nothing enters it but from itself
     assert [m("oifname", "mybr0"), m("iifname", "mybr0", "!="), {"drop": None}] in fwd
     # replies and published-port flows pass before the drops
