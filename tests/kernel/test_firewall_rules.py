@@ -60,12 +60,14 @@ import socket, sys
 proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 try:
     if proto == "tcp":
+        # the kernel completes the handshake: a short timeout tells "blocked" quickly, while
+        # the answer, which needs the server process, may take longer on a busy machine
         s = socket.create_connection((host, port), timeout=timeout)
-        s.settimeout(timeout)
+        s.settimeout(5)
         print(s.recv(512).decode())
     else:
         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(timeout)
+        s.settimeout(max(timeout, 3))
         s.sendto(b"hi", (host, port))
         print(s.recvfrom(512)[0].decode())
 except socket.timeout:
@@ -81,7 +83,8 @@ TIMEOUT = 0.6
 
 def probe(ns: str | None, proto: str, host: str, port: int, timeout: float = TIMEOUT) -> str:
     """Connect (tcp) or send a datagram (udp) from namespace `ns` (None: the host) and return the
-    server's answer "NAME:PORT PEER", or "timeout" / "refused" / "error N"."""
+    server's answer "NAME:PORT PEER", or "timeout" / "refused" / "error N". Only a tcp connect
+    times out after `timeout`; udp waits 3 s (an answer needs the server process to run)."""
     argv = [sys.executable, "-c", CLIENT, proto, host, str(port), str(timeout)]
     if ns:
         argv = ["ip", "netns", "exec", ns, *argv]
