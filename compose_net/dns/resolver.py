@@ -111,6 +111,18 @@ class Resolver:
     def handle(self, view: View, data: bytes, tcp: bool = False, cache: Optional[dict] = None) -> tuple[int, Optional[bytes]]:
         if data.__class__ is not bytes:  # bytearray/memoryview: the cache needs hashable keys
             data = bytes(data)
+        if cache is None:
+            cache = self.cache_for(view)
+        if not tcp:
+            # Exact hit: the same header bytes 2-11 and question, byte for byte, as an earlier
+            # query that parsed and was answered; the reply differs only in the ID.
+            hit = cache.get(data[2 : data.find(b"\0", 12) + 5])
+            if hit is not None:
+                if hit.__class__ is bytes:
+                    return ANSWER, data[:2] + hit
+                order = list(hit[1])
+                self.shuffle(order)
+                return ANSWER, data[:2] + hit[0] + b"".join(order)
         if len(data) < 12 or data[2] & 0x80:
             return DROP, None
         if data[2] & 0x78:  # opcode other than QUERY
@@ -120,10 +132,9 @@ class Resolver:
         qend = question_end(data)
         if qend < 0:
             return ANSWER, error_reply(data, RCODE_FORMERR)
-        if cache is None:
-            cache = self.cache_for(view)
         i = qend - 5
-        key = data[12 : i + 1].lower() + data[i + 1 : qend]
+        # \xff: never the first byte of an exact key (byte 2 of a query has QR clear)
+        key = b"\xff" + data[12 : i + 1].lower() + data[i + 1 : qend]
         entry = cache.get(key)
         if entry is None:
             entry = self._miss(view, data[12:qend], i - 12)
@@ -133,13 +144,18 @@ class Resolver:
         if entry is _FWD:
             return FORWARD, None
         tail, body, blocks = entry
+        head = data[:2] + bytes((0x84 | (data[2] & 0x01),)) + tail + data[12:qend]
         if blocks is not None:
             order = list(blocks)
             self.shuffle(order)
             body = b"".join(order)
-        reply = data[:2] + bytes((0x84 | (data[2] & 0x01),)) + tail + data[12:qend] + body
-        if not tcp and len(reply) > UDP_LIMIT:
+        reply = head + body
+        if tcp:
+            return ANSWER, reply
+        if len(reply) > UDP_LIMIT:
             return ANSWER, self._fit(reply, qend, blocks, body)
+        if data.find(b"\0", 12) + 5 == qend:
+            cache[data[2:qend]] = reply[2:] if blocks is None else (head[2:], blocks)
         return ANSWER, reply
 
     def _fit(self, reply: bytes, qend: int, blocks, body: bytes) -> bytes:

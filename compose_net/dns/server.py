@@ -18,7 +18,7 @@ waits on it.
 from __future__ import annotations
 
 import ctypes
-import errno
+import gc
 import heapq
 import json
 import logging
@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover
     from hashlib import sha256
 
 log = logging.getLogger("compose_net.dns")
+_monotonic = time.monotonic
 
 LISTEN_ADDR = "127.0.0.11"
 PORT = 53
@@ -61,6 +62,7 @@ FORWARD_TIMEOUT = 2.0  # seconds per query over all its upstreams; then SERVFAIL
 MAX_PENDING = 512  # forwarded UDP queries in flight; more get SERVFAIL at once
 MAX_TCP = 64  # TCP connections served at once
 TCP_IDLE = 10.0
+HOT = 0.0002  # datagrams closer than this on one socket: read it in batches
 STAT_INTERVAL = 1.0  # how often the records file is checked for an atomic replacement
 STATE_ROOT = Path("/run/compose-net")
 NETNS_DIR = Path("/run/netns")
@@ -106,7 +108,7 @@ def _netns_key(netns: str) -> Optional[tuple[int, int]]:
 class Listener:
     """The UDP and TCP sockets in one container namespace and the view they answer with."""
 
-    __slots__ = ("netns", "key", "udp", "tcp", "ufd", "tfd", "vc", "conns")
+    __slots__ = ("netns", "key", "udp", "tcp", "ufd", "tfd", "vc", "conns", "last")
 
     def __init__(self, netns: str, key: tuple[int, int], udp: socket.socket, tcp: socket.socket):
         self.netns = netns
@@ -117,6 +119,7 @@ class Listener:
         self.tfd = tcp.fileno()
         self.vc: tuple[View, dict] = None  # type: ignore[assignment]  # (view, its reply cache)
         self.conns: dict[socket.socket, threading.Thread] = {}
+        self.last = 0.0  # when its last UDP datagram was read
 
 
 class Pending:
@@ -254,6 +257,10 @@ class Server:
                     continue
             lst.vc = (view, resolver.cache_for(view))
         self.resolver = resolver
+        # The records are long-lived and cycle-free: keep the collector from walking them while
+        # queries wait (a full collection over them is a latency spike).
+        gc.collect()
+        gc.freeze()
         log.info("serving %d containers (records %s)", len(self.listeners), digest[:12])
         self._write_status(digest, failed, None)
 
@@ -370,6 +377,31 @@ class Server:
     # --- UDP -----------------------------------------------------------------------------
 
     def _serve_udp(self, lst: Listener) -> None:
+        # A socket that was quiet gets one plain recvfrom/sendto: fewer steps to the answer at
+        # light load. One that is busy (its last datagram came less than HOT ago) is drained in
+        # batches: far fewer system calls per query under load.
+        now = _monotonic()
+        hot = now - lst.last < HOT
+        lst.last = now
+        if not hot:
+            try:
+                data, peer = lst.udp.recvfrom(4096)
+            except OSError:
+                return
+            view, cache = lst.vc
+            try:
+                action, reply = self.resolver.handle(view, data, False, cache)
+            except Exception:
+                log.exception("query from %s dropped", lst.netns)
+                return
+            if action == ANSWER:
+                try:
+                    lst.udp.sendto(reply, peer)
+                except OSError:
+                    pass
+            elif action == FORWARD:
+                self._forward(lst, peer, data)
+            return
         batch = self.batch
         handle = self.resolver.handle
         fd = lst.ufd
@@ -379,8 +411,7 @@ class Server:
             if not n:
                 return
             out = []
-            for i in range(n):
-                data = batch.datagram(i)
+            for i, data in enumerate(batch.datagrams(n)):
                 try:
                     action, reply = handle(view, data, False, cache)
                 except Exception:  # a bug must cost one query, never the server
