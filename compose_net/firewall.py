@@ -124,6 +124,17 @@ def delete_document(table: str) -> dict[str, Any]:
 # --- published ports --------------------------------------------------------------------------
 
 
+class _Addr(str):
+    """A container address as the summary spells it, with its IP version."""
+
+    version: int
+
+    def __new__(cls, text: str, version: int) -> "_Addr":
+        self = super().__new__(cls, text)
+        self.version = version
+        return self
+
+
 class _PortTarget:
     """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
 
@@ -180,8 +191,9 @@ def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) 
         if iface is None:
             continue  # only internal networks (or none): Docker publishes nothing reachable either
         bridge = networks[iface["network"]]["bridge"]
-        v4 = ipaddress.ip_interface(iface["ipv4"]).ip if iface.get("ipv4") else None
-        v6 = ipaddress.ip_interface(iface["ipv6"]).ip if iface.get("ipv6") else None
+        # The planner wrote these addresses: split, not parsed (parsing dominates big projects).
+        v4 = _Addr(iface["ipv4"].partition("/")[0], 4) if iface.get("ipv4") else None
+        v6 = _Addr(iface["ipv6"].partition("/")[0], 6) if iface.get("ipv6") else None
         for port in ports:
             if port.get("published") is None:
                 continue
