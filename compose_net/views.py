@@ -56,7 +56,8 @@ def ps_json(summary: dict[str, Any]) -> list[dict[str, Any]]:
             "State": "running",
             "Status": "up",
             "Hostname": c.get("hostname") or (c.get("id") or "")[:12],
-            "NetworkMode": _mode_text(c) if not ifaces else (c.get("network_mode") or "default"),
+            # Compose gives a container its primary network as HostConfig.NetworkMode
+            "NetworkMode": _mode_text(c) if not ifaces else (c.get("network_mode") or ifaces[0].get("network", "")),
             "Namespace": c.get("netns"),
             "Networks": ",".join(i.get("network", "") for i in ifaces),
             "Ports": ", ".join(_port_texts(c, summary)),

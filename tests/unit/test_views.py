@@ -78,7 +78,7 @@ def test_ps_json_fields():
     web = data[0]
     assert web["Name"] == "shop-web-1" and web["Project"] == "shop" and web["Service"] == "web"
     assert web["ID"] == "1" * 64 and web["Namespace"] == "shop-web-1"
-    assert web["Networks"] == "shop_front,shop_back"
+    assert web["Networks"] == "shop_front,shop_back" and web["NetworkMode"] == "shop_front"
     # the ports lead to eth0 (IPv4 only): no [::] binding, although eth1 has an IPv6 address
     assert web["Ports"].startswith("0.0.0.0:8080->80/tcp, 127.0.0.1")
     assert web["Publishers"] == [
