@@ -218,11 +218,15 @@ def _up_diff(
     changed = [u for u in new if u in old and old[u] != new[u]]
     added = [u for u in new if u not in old]
     rebuilt = [u for u in changed if u not in IN_PLACE_UNITS]
-    todo_units = set(added) | set(changed)
+    present = _present_shared(tuple(op for op in plan.ops if op.unit in added))
+    todo_units = (set(added) | set(changed)) - present
     numbered = [(seq, op) for seq, op in enumerate(plan.ops, 1) if op.unit in todo_units]
 
     ours = frozenset(key for op in old_ops for key in op.creates())
-    preflight.check(numbered, ours=ours)
+    present_links = frozenset(
+        key[2] for op in plan.ops if op.unit in present for key in op.creates() if key[0] == "link"
+    )
+    preflight.check(numbered, ours=ours, present=present_links)
 
     ap = Applier(journal, progress=progress)
     try:
@@ -243,7 +247,7 @@ def _up_diff(
         if errors:
             raise DownErrors(errors)
         kept = [op for op in old_ops if op.unit not in removed and op.unit not in rebuilt]
-        journal.rewrite(kept, complete=False)
+        journal.rewrite(kept + [op for op in plan.ops if op.unit in present], complete=False)
         ap.run(numbered, fail_after)
         if dns_running:
             ap.flush()

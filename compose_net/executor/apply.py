@@ -159,10 +159,13 @@ class Applier:
         ns, self.batch_ns = self.batch_ns, _NO_BATCH
         self._journal([op for _, op, _, _ in batch])
         errors = self.sockets[ns].send([data for *_, data in batch])  # type: ignore[index]
-        for seq, op, msg_seq, _ in batch:
-            err = errors.get(msg_seq)
-            if err is None or (self.undo and err.code in GONE):
+        failed = [(seq, op, errors[m]) for seq, op, m, _ in batch if m in errors]
+        for seq, op, err in failed:
+            if self.undo and err.code in GONE:
                 continue
+            if not self.undo and err.code == errno.EEXIST:
+                # The name is taken by someone else, whose object our rollback must not touch.
+                self.done = [o for o in self.done if o is not op]
             self.fail(seq, op, str(err))
 
     def _journal(self, ops: list[O.Op]) -> None:
@@ -175,11 +178,14 @@ class Applier:
         self._journal([op])
         try:
             action()
-        except NetlinkError as exc:
-            if not (self.undo and exc.code in GONE):
-                self.fail(seq, op, str(exc))
-        except OSError as exc:
-            self.fail(seq, op, exc.strerror or str(exc))
+        except (NetlinkError, OSError) as exc:
+            if self.undo and isinstance(exc, NetlinkError) and exc.code in GONE:
+                return
+            if not self.undo and getattr(exc, "errno", None) == errno.EEXIST:
+                # A namespace name refused as taken is someone else's: not ours to delete.
+                self.done = [o for o in self.done if o is not op]
+            reason = str(exc) if isinstance(exc, NetlinkError) else (exc.strerror or str(exc))
+            self.fail(seq, op, reason)
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:

@@ -20,10 +20,6 @@ import socket
 import struct
 from typing import Optional, Union
 
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -85,10 +81,11 @@ def _finish(msg, kind: int, flags: int, seq: int) -> bytes:
 
 _CREATE = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
 
-# The messages sent once per container or per interface are packed here with struct, in the
-# very layout pyroute2's message classes produce (tests/unit/test_executor_netlink.py compares
-# the bytes): pyroute2 needs 60-300 us to encode one, which alone would exceed the kernel's own
-# work per container. Messages sent once per project go through pyroute2's classes.
+# The messages every project sends (bridges, veths, links up, addresses, routes, deletions) are
+# packed here with struct, in the very layout pyroute2's message classes produce
+# (tests/unit/test_executor_netlink.py compares the bytes): pyroute2 needs 60-300 us to encode
+# one, which alone would exceed the kernel's own work per container, and 0.2-0.7 s to import.
+# The rarer link kinds (macvlan, ipvlan, vlan, vxlan) are encoded by pyroute2's classes.
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_LINKINFO, IFLA_GROUP, IFLA_NET_NS_FD = 18, 27, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
@@ -118,17 +115,13 @@ def _msg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
 
 
 def new_bridge(seq: int, name: str, group: int, mtu: Optional[int], mac: Optional[str]) -> bytes:
-    msg = ifinfmsg()
-    msg["flags"] = IFF_UP
-    msg["change"] = IFF_UP
-    attrs = [("IFLA_IFNAME", name), ("IFLA_GROUP", group)]
+    attrs = _nla(IFLA_IFNAME, _z(name)) + _nla(IFLA_GROUP, _U32.pack(group))
     if mtu:
-        attrs.append(("IFLA_MTU", mtu))
+        attrs += _nla(IFLA_MTU, _U32.pack(mtu))
     if mac:
-        attrs.append(("IFLA_ADDRESS", mac))
-    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
-    msg["attrs"] = attrs
-    return _finish(msg, RTM_NEWLINK, _CREATE, seq)
+        attrs += _nla(IFLA_ADDRESS, _mac(mac))
+    attrs += _nla(IFLA_LINKINFO, _nla(IFLA_INFO_KIND, b"bridge\0"))
+    return _msg(RTM_NEWLINK, _CREATE, seq, _IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + attrs)
 
 
 def new_veth(
@@ -172,9 +165,16 @@ def new_ipvlan(seq: int, name: str, parent: int, ns_fd: int, mode: str, flag: st
     return _new_sublink(seq, name, parent, ns_fd, None, mtu, "ipvlan", data)
 
 
+def _ifinfmsg():
+    # pyroute2 costs 0.2-0.7 s to import: only projects with these rarer link kinds pay it.
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    return ifinfmsg()
+
+
 def _new_sublink(seq, name, parent, ns_fd, mac, mtu, kind, data) -> bytes:
     """A sub-interface of host link `parent`, created directly inside namespace `ns_fd`."""
-    msg = ifinfmsg()
+    msg = _ifinfmsg()
     attrs = [("IFLA_IFNAME", name), ("IFLA_LINK", parent)]
     if ns_fd is not None:
         attrs.append(("IFLA_NET_NS_FD", ns_fd))
@@ -191,7 +191,7 @@ def _new_sublink(seq, name, parent, ns_fd, mac, mtu, kind, data) -> bytes:
 
 
 def new_vlan(seq: int, name: str, parent: int, vlan_id: int, group: int) -> bytes:
-    msg = ifinfmsg()
+    msg = _ifinfmsg()
     msg["flags"] = IFF_UP
     msg["change"] = IFF_UP
     msg["attrs"] = [
@@ -222,7 +222,7 @@ def new_vxlan(
         data.append(("IFLA_VXLAN_GROUP" if remote.version == 4 else "IFLA_VXLAN_GROUP6", str(remote)))
     if dev is not None:
         data.append(("IFLA_VXLAN_LINK", dev))
-    msg = ifinfmsg()
+    msg = _ifinfmsg()
     msg["flags"] = IFF_UP
     msg["change"] = IFF_UP
     attrs = [("IFLA_IFNAME", name), ("IFLA_GROUP", group)]
@@ -257,7 +257,7 @@ def get_link(seq: int, name: str) -> bytes:
 def probe_kind(seq: int, kind: str) -> bytes:
     """A link creation that can never succeed (no parent given): the kernel answers EOPNOTSUPP
     when it has no driver for `kind` and EINVAL when it has one. Nothing is created."""
-    msg = ifinfmsg()
+    msg = _ifinfmsg()
     msg["attrs"] = [("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]})]
     return _finish(msg, RTM_NEWLINK, _CREATE, seq)
 

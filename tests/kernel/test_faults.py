@@ -139,3 +139,34 @@ def test_up_after_a_kill_starts_afresh(project_name, tmp_path):
     finally:
         executor.down(project_name)
     assert kernel_snapshot() == before
+
+
+def test_rollback_never_removes_what_a_refused_create_found(builder, monkeypatch):
+    """Preflight aside (a name can be taken between preflight and apply), a create refused with
+    EEXIST names someone else's object: the rollback must leave it alone."""
+    from compose_net.executor import preflight
+
+    monkeypatch.setattr(preflight, "check", lambda *a, **k: None)
+    builder.network("n", "10.230.0.0/24")
+    name = f"{builder.project}-a-1"
+    builder.container(name, ["n"])
+    foreign_link = next(op.name for op in builder.ops if op.kind == "veth_create")
+    plan = builder.plan()
+    sh("ip", "netns", "add", name)
+    try:
+        with pytest.raises(OpFailed) as info:
+            executor.up(plan)
+        assert "exists" in info.value.reason
+        assert name in sh("ip", "netns", "list").stdout
+    finally:
+        sh("ip", "netns", "del", name)
+    sh("ip", "link", "add", foreign_link, "type", "dummy", check=False)
+    if sh("ip", "link", "show", foreign_link, check=False).returncode != 0:
+        sh("ip", "link", "add", foreign_link, "type", "bridge")
+    try:
+        with pytest.raises(OpFailed) as info:
+            executor.up(plan)
+        assert "exists" in info.value.reason.lower()
+        assert sh("ip", "link", "show", foreign_link, check=False).returncode == 0
+    finally:
+        sh("ip", "link", "del", foreign_link)

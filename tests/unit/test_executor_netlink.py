@@ -123,3 +123,28 @@ def test_error_parsing_reads_code_and_kernel_text():
     assert (kind, seq) == (nl.NLMSG_ERROR, 9)
     assert nl._ext_ack(flags, payload) == "Unknown device type"
     assert str(nl.NetlinkError(95, "Unknown device type")).endswith("(Unknown device type)")
+
+
+@pytest.mark.parametrize("mtu,mac", [(None, None), (9000, "02:42:ac:11:00:01")])
+def test_bridge_matches_pyroute2(mtu, mac):
+    attrs = [("IFLA_IFNAME", "cn-1a2b3c4d"), ("IFLA_GROUP", 99)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    if mac:
+        attrs.append(("IFLA_ADDRESS", mac))
+    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
+    msg = ifinfmsg()
+    msg["flags"] = msg["change"] = nl.IFF_UP
+    msg["attrs"] = attrs
+    assert nl.new_bridge(11, "cn-1a2b3c4d", 99, mtu, mac) == _encoded(msg, nl.RTM_NEWLINK, CREATE, 11)
+
+
+def test_the_common_path_does_not_import_pyroute2():
+    import subprocess
+    import sys
+
+    code = ("import sys, compose_net.executor, compose_net.executor.netlink as nl, ipaddress;"
+            "nl.new_veth(1, 'v', 1, 2, None, 'eth0', 3, None); nl.new_bridge(2, 'b', 1, None, None);"
+            "print('pyroute2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,190 @@
+"""The executor driven from compose files through the loader and planner (and the CLI):
+`up` twice, `up` after an edit, two projects at once, a failure after every op of a mid-size
+example, and `kill -9` of `compose-net up` followed by `compose-net down`."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from compose_net import executor, state
+from compose_net.errors import OpFailed
+from conftest import kernel_snapshot, sh
+
+MID = """
+services:
+  web:
+    networks: [front, back]
+    ports: ["18080:80"]
+  api:
+    networks: [back]
+    sysctls: {net.ipv4.ip_unprivileged_port_start: "0"}
+  db:
+    networks:
+      back: {ipv4_address: 10.226.1.50, aliases: [database]}
+  job:
+    network_mode: none
+networks:
+  front: {ipam: {config: [{subnet: 10.226.0.0/24}]}}
+  back: {ipam: {config: [{subnet: 10.226.1.0/24}]}}
+"""
+
+
+def _plan(project: str, directory: Path, text: str):
+    from compose_net.loader import LoadOptions, load
+    from compose_net.plan.planner import plan_up
+    from compose_net.probe import probe_host
+
+    path = directory / "compose.yml"
+    path.write_text(textwrap.dedent(text))
+    result = load(LoadOptions(files=(str(path),), project_name=project))
+    return plan_up(result.project, probe_host())
+
+
+def _cli(*args: str, project: str, file: Path | None = None, check: bool = True, **kw):
+    argv = [sys.executable, "-m", "compose_net", "-p", project]
+    if file is not None:
+        argv += ["-f", str(file)]
+    proc = subprocess.run(argv + list(args), capture_output=True, text=True, timeout=120, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"compose-net {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def _dns_running(project: str) -> bool:
+    try:
+        from compose_net.dns import control
+    except ImportError:
+        return False
+    return control.is_running(project)
+
+
+@pytest.fixture
+def down_after(project_name):
+    yield
+    with state.host_lock():
+        executor.down(project_name)
+
+
+def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
+    # (Removing a service is covered with hand-built plans in test_updown_lifecycle.py.)
+    first = _plan(project_name, tmp_path, """
+        services:
+          web: {networks: [n]}
+          db: {networks: [n]}
+        networks:
+          n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
+        """)
+    with state.host_lock():
+        assert executor.up(first).changed
+    web = f"{project_name}-web-1"
+    inode = os.stat(f"/run/netns/{web}").st_ino
+    with state.host_lock():
+        again = executor.up(_plan(project_name, tmp_path, (tmp_path / "compose.yml").read_text()))
+    assert not again.changed and "nothing to change" in again.message
+
+    edited = _plan(project_name, tmp_path, """
+        services:
+          web: {networks: [n]}
+          db: {networks: [n, m]}
+          cache: {networks: [m]}
+        networks:
+          n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
+          m: {ipam: {config: [{subnet: 10.227.1.0/24}]}}
+        """)
+    with state.host_lock():
+        result = executor.up(edited)
+    assert result.updated
+    assert result.removed == ()
+    assert f"container:{project_name}-db-1" in result.recreated
+    assert f"container:{project_name}-cache-1" in result.created
+    assert os.stat(f"/run/netns/{web}").st_ino == inode  # its ops did not change: untouched
+    summary = state.read_summary(project_name)
+    assert {c["name"] for c in summary["containers"]} == {web, f"{project_name}-db-1", f"{project_name}-cache-1"}
+    cache_ip = next(i["ipv4"] for c in summary["containers"] if c["service"] == "cache" for i in c["interfaces"])
+    sh("ping", "-c1", "-W2", cache_ip.split("/")[0], ns=f"{project_name}-db-1")
+    assert list(state.Journal(project_name).read().ops) == list(edited.ops)
+
+
+def test_two_projects_at_once_get_different_subnets(project_name, tmp_path):
+    names = [project_name + "a", project_name + "b"]
+    files = []
+    for name in names:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "compose.yml").write_text("services:\n  s1: {}\n  s2: {}\n")
+        files.append(d / "compose.yml")
+    before = kernel_snapshot()
+    argv = lambda name, f: [sys.executable, "-m", "compose_net", "-p", name, "-f", str(f), "up", "--quiet"]
+    procs = [subprocess.Popen(argv(n, f), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n, f in zip(names, files)]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+        subnets = [ipaddress.ip_network(state.read_summary(n)["networks"][0]["subnets"][0]["subnet"]) for n in names]
+        assert not subnets[0].overlaps(subnets[1])
+    finally:
+        for name in names:
+            _cli("down", "--quiet", project=name, check=False)
+    assert kernel_snapshot() == before
+
+
+def test_failure_after_every_op_of_a_mid_size_example(project_name, tmp_path, monkeypatch):
+    plan = _plan(project_name, tmp_path, MID)
+    kinds = {op.kind for op in plan.ops}
+    assert {"netns_create", "veth_create", "nft_apply", "file_write"} <= kinds
+    before = kernel_snapshot()
+    ruleset = sh("nft", "list", "ruleset").stdout
+    for k in range(1, len(plan.ops) + 1):
+        monkeypatch.setenv("COMPOSE_NET_FAIL_AFTER", str(k))
+        with pytest.raises(OpFailed) as info:
+            with state.host_lock():
+                executor.up(plan)
+        assert info.value.seq == k
+        assert kernel_snapshot() == before, f"rollback after op {k} ({plan.ops[k - 1].describe()}) left something"
+        assert sh("nft", "list", "ruleset").stdout == ruleset
+        assert not _dns_running(project_name)
+    monkeypatch.delenv("COMPOSE_NET_FAIL_AFTER")
+    try:
+        with state.host_lock():
+            executor.up(plan)
+        sh("ping", "-c1", "-W2", "10.226.1.50", ns=f"{project_name}-api-1")
+    finally:
+        with state.host_lock():
+            executor.down(project_name)
+    assert kernel_snapshot() == before
+
+
+@pytest.mark.parametrize("after", [3, 40])
+def test_kill_9_of_the_cli_then_down_leaves_nothing(project_name, tmp_path, after):
+    services = "\n".join(f"  s{i}: {{networks: [a{', b' if i % 2 else ''}]}}" for i in range(60))
+    path = tmp_path / "compose.yml"
+    path.write_text(f"services:\n{services}\nnetworks:\n  a: {{}}\n  b: {{}}\n")
+    before = kernel_snapshot()
+    proc = subprocess.Popen([sys.executable, "-m", "compose_net", "-p", project_name, "-f", str(path), "up", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            made = [n for n in os.listdir("/run/netns") if n.startswith(project_name)] if os.path.isdir("/run/netns") else []
+            if len(made) >= after:
+                break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "up finished before it could be killed"
+    _cli("down", "--quiet", project=project_name)
+    assert kernel_snapshot() == before
+    assert not _dns_running(project_name)
