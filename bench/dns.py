@@ -193,15 +193,19 @@ def main() -> int:
         starters = {"ours": bench.ours, "aardvark": bench.aardvark, "dnsmasq": bench.dnsmasq}
         running = {k: starters[k]() for k in kinds}
         runs: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in kinds}
-        # Interleave the servers, so a noisy moment of the machine hits all of them alike.
+        # Interleave the servers phase by phase, so a noisy moment of the machine (it is shared)
+        # hits all of them alike; light load first, before any server has been driven hard.
         for _ in range(args.repeat):
+            light = {}
+            for kind in kinds:
+                pid, ns, server, _stop = running[kind]
+                light[kind] = dnsperf(ns, server, bench.qfile, args.seconds, 1000)[1]
             for kind in kinds:
                 pid, ns, server, _stop = running[kind]
                 qps, lat = dnsperf(ns, server, bench.qfile, args.seconds, 200000)
                 rss = rss_kb(pid)
-                _, light = dnsperf(ns, server, bench.qfile, args.seconds, 1000)
-                runs[kind].append((qps, lat, light, rss))
-                print(f"  {kind}: {qps:,.0f} qps, {lat:.2f} ms saturated, {light:.3f} ms at 1k qps, "
+                runs[kind].append((qps, lat, light[kind], rss))
+                print(f"  {kind}: {qps:,.0f} qps, {lat:.2f} ms saturated, {light[kind]:.3f} ms at 1k qps, "
                       f"RSS {rss / 1024:.1f} MB", file=sys.stderr)
         for kind in kinds:
             running[kind][3]()
