@@ -60,13 +60,14 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
         if net.get("internal"):
             builder.rule("forward", _iif(br), _oif(br, "!="), _DROP)
             builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
+    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
+    # A published port is open to every container, as it is behind Docker's userland proxy
+    # (even to its neighbours on an `enable_icc: false` bridge).
+    builder.rule("forward", _CT_DNAT, _ACCEPT)
     for net in networks:
         if not net.get("icc", True):
             br = net["bridge"]
             builder.rule("forward", _iif(br), _oif(br), _DROP)
-    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
-    # A published port is open to every container, as it is behind Docker's userland proxy.
-    builder.rule("forward", _CT_DNAT, _ACCEPT)
     for net in networks:
         br = net["bridge"]
         # Docker's isolation: nothing from one compose-net bridge into another ...

@@ -27,7 +27,7 @@ services:
   i1: {networks: [isolated]}
   i2: {networks: [isolated]}
   c1: {networks: [quiet]}
-  c2: {networks: [quiet]}
+  c2: {networks: [quiet], ports: ["18097:80"]}
   p1: {networks: [plain]}
 networks:
   front: {ipam: {config: [{subnet: 10.217.1.0/24}]}}
@@ -150,6 +150,8 @@ def test_icc_off(world):
     assert probe(world.ns("c1"), "tcp", world.ip("c2"), 80) == "timeout"
     assert ping(world.ns("c1"), "10.217.4.1")
     assert probe(world.ns("c1"), "tcp", world.uplink.peer_ip, 80) == f"uplink:80 {world.uplink.host_ip}"
+    # a published port stays open to the neighbours, as through Docker's userland proxy
+    assert probe(world.ns("c1"), "tcp", world.uplink.host_ip, 18097) == "c2:80 10.217.4.1"
     assert without_table(world, lambda: probe(world.ns("c1"), "tcp", world.ip("c2"), 80)) \
         == f"c2:80 {world.ip('c1')}"
 
