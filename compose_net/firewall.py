@@ -8,9 +8,9 @@ atomically and `down` removes everything with one `delete table`.
 Chains (every base chain has policy accept: other software's traffic is never dropped here; only
 packets that match this project's bridges are):
 
-    forward      filter/forward    internal networks stay inside their bridge; `enable_icc: false`
-                                   drops bridge-to-same-bridge traffic; replies and DNATed flows
-                                   pass; then nothing goes from a project bridge into any other
+    forward      filter/forward    internal networks stay inside their bridge; replies and
+                                   DNATed flows pass; `enable_icc: false` drops bridge-to-same-
+                                   bridge traffic; then nothing goes from a project bridge into any other
                                    compose-net bridge (`cn-*`, `cn0`), and no new connection enters a
                                    project bridge from anywhere but itself (Docker's isolation and
                                    FORWARD policy drop, limited to our bridges).
