@@ -123,6 +123,8 @@ def test_icc_off_drops_same_bridge_traffic_and_icc_on_does_not():
     on = rules(firewall.ruleset(summary([network()])), "forward")
     same = [m("iifname", "cn-aaaa0001"), m("oifname", "cn-aaaa0001"), {"drop": None}]
     assert same in off and same not in on
+    # published ports stay open to the neighbours: the DNAT accept comes first
+    assert off.index([CT_DNAT, {"accept": None}]) < off.index(same)
 
 
 def test_isolation_between_bridges_and_no_new_inbound_connections():
