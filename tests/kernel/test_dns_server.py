@@ -74,6 +74,7 @@ def query(ns: str, name: str, qtype: str = "A", tcp: bool = False, timeout: floa
 
     reply = DNSRecord.parse(in_netns(ns, ask))
     assert reply.header.id == q.header.id and reply.header.qr == 1
+    assert str(reply.q.qname) == str(q.q.qname)  # the asker's letter case, as sent
     return reply
 
 
@@ -427,6 +428,14 @@ def test_reload_without_change_and_bad_records(project, stub):
     assert ips(query(project.ns("web"), "web")) == ["172.20.0.2"]  # keeps serving the last good ones
     project.write()
     control.reload(project.name, state=project.state)
+    # a changed address replaces the cached answer at once
+    for _ in range(3):
+        assert ips(query(project.ns("web"), "WEB")) == ["172.20.0.2"]
+    project.containers[0]["interfaces"][0]["ipv4"] = "172.20.0.99/16"
+    project.write()
+    control.reload(project.name, state=project.state)
+    assert ips(query(project.ns("web"), "WEB")) == ["172.20.0.99"]
+    assert ips(query(project.ns("web"), "web", tcp=True)) == ["172.20.0.99"]
 
 
 def test_stop_removes_process_files_and_frees_namespaces(project, stub):

@@ -250,3 +250,26 @@ def test_class_other_than_in_is_not_ours(resolver, views):
     r = DNSRecord.parse(resolver.handle(views["ns-secret"], q)[1])
     assert r.header.rcode == RCODE.NXDOMAIN
     assert CLASS.get(r.q.qclass) == "CH"
+
+
+def test_flags_mirror_each_query_on_both_cache_paths(resolver, views):
+    web = views["ns-web"]
+    for rd in (1, 0, 1, 0):  # first of each kind misses, the rest hit the exact-bytes cache
+        q = DNSRecord.question("db")
+        q.header.rd = rd
+        for name in ("db", "DB"):
+            q.q.qname = name
+            action, reply = resolver.handle(web, bytes(q.pack()))
+            r = DNSRecord.parse(reply)
+            assert r.header.rd == rd and r.header.qr == 1 and r.header.aa == 1
+            assert str(r.q.qname) == name + "." and rdata(r) == ["172.21.0.10"]
+
+
+def test_caches_are_per_resolver_so_a_reload_starts_clean(views):
+    old = Resolver()
+    assert rdata(ask(old, views["ns-web"], "db")) == ["172.21.0.10"]
+    summary = sample_summary()
+    summary["containers"][4]["interfaces"][0]["ipv4"] = "172.21.0.99/16"
+    new_views = build(summary).views
+    new = Resolver()
+    assert rdata(ask(new, new_views["ns-web"], "db")) == ["172.21.0.99"]
