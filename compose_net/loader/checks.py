@@ -30,6 +30,8 @@ IPVLAN_FLAGS = ("bridge", "private", "vepa")
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 NETWORK_MODES = ("host", "none", "bridge", "default")
+# Every replica is a network namespace; a bound keeps `deploy.replicas: 1e300` from expanding.
+MAX_REPLICAS = 10_000
 
 
 @dataclass
@@ -339,6 +341,8 @@ def check_replicas(ctx: Context, parts: list, value: Any) -> None:
         ctx.error(parts, f'replicas must be an integer, not "{value}"')
     elif value < 0:
         ctx.error(parts, f"replicas cannot be negative ({value})")
+    elif value > MAX_REPLICAS:
+        ctx.error(parts, f"more than {MAX_REPLICAS} replicas are not supported")
 
 
 def check_scale(ctx: Context, parts: list, value: Any) -> None:

@@ -156,11 +156,11 @@ class _Frame:
 
 
 _NO_KEY = object()
+_MERGE = "<<"
 
 
 def _scalar_loc(file: str, line: int) -> "Loc":
     return Loc(file, line, None, None)
-_MERGE = "<<"
 
 
 def read_text(file: str, display: str) -> str:
@@ -249,7 +249,7 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
         if key in top.data:
             first = top.locs[key].line
             raise ConfigError(file, top.key_line, path_text([f.path_key for f in stack[1:]] + [key]),
-                              f"duplicate key {key!r} (first defined at line {first})")
+                              f'duplicate key "{key}" (first defined at line {first})')
         top.data[key] = value
         top.locs[key] = Loc(file, top.key_line, loc.children, loc.tag)
 
@@ -262,6 +262,15 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
             if cls is yaml.ScalarEvent:
                 line = event.start_mark.line + 1
                 tag = event.tag
+                if stack and not event.anchor and tag is None:
+                    top = stack[-1]
+                    if top.is_map and top.key is _NO_KEY:
+                        # a key: Compose's keys are strings, kept as written ("1e3", "on", "~")
+                        top.key = event.value if (event.value or not event.implicit[0]) else ""
+                        top.key_line = line
+                        top.key_tag = None
+                        top.size += 1
+                        continue
                 if tag is None or tag == "!":
                     # implicit[0]: plain (unquoted); "!" forces a string
                     value = resolve_plain(event.value) if tag is None and event.implicit[0] else event.value

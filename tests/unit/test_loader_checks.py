@@ -263,3 +263,14 @@ def test_host_port_zero_is_ephemeral(tmp_path):
           b: {ports: ["0:80"]}
         """)
     assert result.project.services["a"].ports[0].published is None
+
+
+def test_replicas_are_bounded(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          a: {deploy: {replicas: 1e300}}
+          b: {scale: 10001}
+        """) == [
+        "compose.yml:2: services.a.deploy.replicas: more than 10000 replicas are not supported",
+        "compose.yml:3: services.b.scale: more than 10000 replicas are not supported",
+    ]

@@ -1,6 +1,8 @@
 """Property tests: whatever the input, `load` raises nothing but the project's own errors."""
 
+import contextlib
 import json
+import resource
 import tempfile
 from pathlib import Path
 
@@ -56,7 +58,24 @@ SCALARS = st.one_of(
 )
 
 
+@contextlib.contextmanager
+def memory_cap(limit: int = 4 << 30):
+    """A runaway allocation becomes a MemoryError (a failing example), not the OOM killer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def run(text: str) -> None:
+    with memory_cap():
+        _run(text)
+
+
+def _run(text: str) -> None:
     path = WORKDIR / "compose.yml"
     path.write_bytes(text.encode("utf-8", errors="replace"))
     try:
