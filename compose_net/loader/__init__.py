@@ -1,7 +1,7 @@
 """The loader: compose files → a checked `model.Project`, in stages that each work on plain data.
 
     source (YAML → data + Loc tree) → interpolate (with dotenv) → validate (schema, per file)
-    → merge (-f files in order) → normalize → checks → build (model)
+    → extends → merge (-f files in order) → normalize → checks → build (model)
 
 `load(LoadOptions(...))` runs them all and raises `ConfigErrors` carrying every problem of the
 first stage that found any (a file that does not parse cannot be checked further).
@@ -123,7 +123,7 @@ def load(opts: LoadOptions) -> LoadResult:
 
 
 def _load(opts: LoadOptions) -> LoadResult:
-    from compose_net.loader import build, checks, interpolate, merge, normalize, source, validate
+    from compose_net.loader import build, checks, extends, interpolate, merge, normalize, source, validate
 
     environ = dict(os.environ if opts.environ is None else opts.environ)
     cwd = os.path.abspath(opts.cwd or os.getcwd())
@@ -159,33 +159,50 @@ def _load(opts: LoadOptions) -> LoadResult:
     errors: list[ConfigError] = []
     warnings: list[ConfigWarning] = []
     parsed: list[tuple[dict, source.Loc]] = []
-    for path, display in files:
-        try:
-            if path == "-":
-                import sys
 
-                docs = source.load_source(path, "-", text=source.decode(sys.stdin.buffer.read(source.MAX_FILE_BYTES + 1), "-"))
-            else:
-                docs = source.load_source(path, display)
-        except (ConfigError, ConfigErrors) as e:
-            _collect(errors, e)
-            continue
+    def read_file(path: str, display: str) -> list[tuple[dict, source.Loc]]:
+        """Parse, interpolate and validate one file. Raises ConfigError(s)."""
+        if path == "-":
+            import sys
+
+            docs = source.load_source(path, "-", text=source.decode(sys.stdin.buffer.read(source.MAX_FILE_BYTES + 1), "-"))
+        else:
+            docs = source.load_source(path, display)
+        out = []
+        problems: list[ConfigError] = []
         for doc in docs:
             try:
                 data, warns = interpolate.interpolate(doc.data, doc.loc, variables)
             except ConfigErrors as e:
-                _collect(errors, e)
+                problems.extend(e.errors)
                 continue
             warnings.extend(warns)
             if "version" in data and isinstance(doc.loc.children, dict):
                 vloc = doc.loc.children["version"]
                 warnings.append(ConfigWarning(Where(vloc.file, vloc.line, "version"),
                                               "the attribute `version` is obsolete, it will be ignored"))
-            problems = validate.validate(data, doc.loc)
-            if problems:
-                errors.extend(problems)
+            found = validate.validate(data, doc.loc)
+            if found:
+                problems.extend(found)
                 continue
-            parsed.append((data, doc.loc))
+            out.append((data, doc.loc))
+        if problems:
+            raise ConfigErrors(problems)
+        return out
+
+    def read_base(path: str, display: str) -> tuple[dict, source.Loc]:
+        """A file named by `extends.file`: its documents merged, its own `extends` resolved."""
+        docs = read_file(path, display)
+        data, loc = merge.merge_sources(docs)
+        return extends.resolve_extends(data, loc, path, read_base)
+
+    for path, display in files:
+        try:
+            for data, loc in read_file(path, display):
+                parsed.append(extends.resolve_extends(data, loc, os.path.join(cwd, "-") if path == "-" else path,
+                                                      read_base))
+        except (ConfigError, ConfigErrors) as e:
+            _collect(errors, e)
     if errors:
         raise ConfigErrors(errors)
 
