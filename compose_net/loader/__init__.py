@@ -1,7 +1,7 @@
 """The loader: compose files → a checked `model.Project`, in stages that each work on plain data.
 
     source (YAML → data + Loc tree) → interpolate (with dotenv) → validate (schema, per file)
-    → extends → merge (-f files in order) → normalize → checks → build (model)
+    → include, extends → merge (-f files in order) → normalize → checks → build (model)
 
 `load(LoadOptions(...))` runs them all and raises `ConfigErrors` carrying every problem of the
 first stage that found any (a file that does not parse cannot be checked further).
@@ -123,7 +123,7 @@ def load(opts: LoadOptions) -> LoadResult:
 
 
 def _load(opts: LoadOptions) -> LoadResult:
-    from compose_net.loader import build, checks, extends, interpolate, merge, normalize, source, validate
+    from compose_net.loader import build, checks, extends, include, interpolate, merge, normalize, source, validate
 
     environ = dict(os.environ if opts.environ is None else opts.environ)
     cwd = os.path.abspath(opts.cwd or os.getcwd())
@@ -160,7 +160,7 @@ def _load(opts: LoadOptions) -> LoadResult:
     warnings: list[ConfigWarning] = []
     parsed: list[tuple[dict, source.Loc]] = []
 
-    def read_file(path: str, display: str) -> list[tuple[dict, source.Loc]]:
+    def read_file(path: str, display: str, variables: Mapping[str, str]) -> list[tuple[dict, source.Loc]]:
         """Parse, interpolate and validate one file. Raises ConfigError(s)."""
         if path == "-":
             import sys
@@ -190,17 +190,28 @@ def _load(opts: LoadOptions) -> LoadResult:
             raise ConfigErrors(problems)
         return out
 
-    def read_base(path: str, display: str) -> tuple[dict, source.Loc]:
-        """A file named by `extends.file`: its documents merged, its own `extends` resolved."""
-        docs = read_file(path, display)
-        data, loc = merge.merge_sources(docs)
-        return extends.resolve_extends(data, loc, path, read_base)
+    def resolve(path: str, display: str, variables: Mapping[str, str], chain: tuple[str, ...]):
+        """One file's documents with their `include` and `extends` resolved."""
+
+        def read_base(base_path: str, base_display: str):
+            data, loc = merge.merge_sources(read_file(base_path, base_display, variables))
+            return extends.resolve_extends(data, loc, base_path, read_base)
+
+        def load_project(paths, env_files, sub_chain):
+            sub_vars = {**_read_env(env_files, environ, required=True), **environ}
+            docs = [doc for p, d in paths for doc in resolve(p, d, sub_vars, sub_chain)]
+            return merge.merge_sources(docs)
+
+        here = os.path.join(cwd, "-") if path == "-" else path
+        out = []
+        for data, loc in read_file(path, display, variables):
+            data, loc = include.resolve_include(data, loc, here, load_project, chain)
+            out.append(extends.resolve_extends(data, loc, here, read_base))
+        return out
 
     for path, display in files:
         try:
-            for data, loc in read_file(path, display):
-                parsed.append(extends.resolve_extends(data, loc, os.path.join(cwd, "-") if path == "-" else path,
-                                                      read_base))
+            parsed.extend(resolve(path, display, variables, ()))
         except (ConfigError, ConfigErrors) as e:
             _collect(errors, e)
     if errors:

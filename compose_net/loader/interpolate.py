@@ -30,7 +30,7 @@ def _read_name(text: str, i: int) -> int:
 
 
 _TOKENS = re.compile(r"\$\$|\$\{|\}")
-MAX_NESTING = 32
+MAX_NESTING = 16
 
 
 def _find_close(text: str, i: int) -> int:
@@ -47,12 +47,25 @@ def _find_close(text: str, i: int) -> int:
     return -1
 
 
+def _max_nesting(text: str) -> int:
+    depth = deepest = 0
+    for m in _TOKENS.finditer(text):
+        token = m.group()
+        if token == "${":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token == "}" and depth:
+            depth -= 1
+    return deepest
+
+
 def substitute(text: str, lookup: Callable[[str], Optional[str]], on_unset: Callable[[str], None],
                depth: int = 0) -> str:
     """Expand every expression in `text`. Raises TemplateError."""
     if "$" not in text:
         return text
-    if depth > MAX_NESTING:
+    if depth == 0 and "${" in text and _max_nesting(text) > MAX_NESTING:
+        # checked once up front: finding each level's closing brace scans the rest of the text
         raise TemplateError(f"expressions nested more than {MAX_NESTING} levels deep")
     out: list[str] = []
     i = 0
