@@ -49,7 +49,8 @@ networks:
 KEYS = ["services", "networks", "web", "db", "image", "ports", "networks", "ipv4_address", "ipam", "config",
         "subnet", "gateway", "depends_on", "links", "network_mode", "deploy", "replicas", "scale", "external",
         "driver", "driver_opts", "aliases", "extra_hosts", "dns", "profiles", "container_name", "name", "x-a",
-        "expose", "environment", "<<", "interface_name", "mac_address", "ipv6_address", "enable_ipv6"]
+        "expose", "environment", "<<", "interface_name", "mac_address", "ipv6_address", "enable_ipv6",
+        "extends", "include", "service", "file", "path"]
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-70000, 70000), st.floats(allow_nan=True),
     st.sampled_from(["8080:80", "10.0.0.1", "172.30.0.0/24", "service:web", "host", "${X}", "${Y:?no}", "${Z",
@@ -179,6 +180,8 @@ TEXT = st.one_of(WORDS, st.text(max_size=6), st.floats(), st.integers())
     "extra_hosts": st.lists(WORDS, max_size=2, unique=True),
     "expose": st.lists(WORDS, max_size=2, unique=True),
     "profiles": st.lists(st.sampled_from(["a", "b"]), max_size=1),
+    "extends": st.one_of(WORDS, st.fixed_dictionaries({"service": WORDS}, optional={"file": st.sampled_from(
+        ["compose.yml", "again.yml", "seed.yml", "nope.yml"])})),
 }), min_size=1, max_size=3),
     st.dictionaries(st.sampled_from(["front", "back", "default"]), st.fixed_dictionaries({}, optional={
         "driver": st.sampled_from(["bridge", "macvlan", "ipvlan", "brige", "overlay", "host"]),
