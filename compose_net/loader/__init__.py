@@ -194,15 +194,15 @@ def _load(opts: LoadOptions) -> LoadResult:
         """One file's documents with their `include` and `extends` resolved."""
 
         def read_base(base_path: str, base_display: str):
-            data, loc = merge.merge_sources(read_file(base_path, base_display, variables))
-            return extends.resolve_extends(data, loc, base_path, read_base)
+            # its services' own `extends` are resolved by the same resolver (one cycle check)
+            return merge.merge_sources(read_file(base_path, base_display, variables))
 
         def load_project(paths, env_files, sub_chain):
             sub_vars = {**_read_env(env_files, environ, required=True), **environ}
             docs = [doc for p, d in paths for doc in resolve(p, d, sub_vars, sub_chain)]
             return merge.merge_sources(docs)
 
-        here = os.path.join(cwd, "-") if path == "-" else path
+        here = os.path.normpath(os.path.join(cwd, "-") if path == "-" else path)
         out = []
         for data, loc in read_file(path, display, variables):
             data, loc = include.resolve_include(data, loc, here, load_project, chain)

@@ -18,7 +18,8 @@ from compose_net.loader.merge import merge_value
 from compose_net.loader.source import Loc
 
 MAX_DEPTH = 32
-# (absolute path, display name) → (data, loc) of that file, interpolated and validated
+# (absolute path, display name) → (data, loc) of that file, interpolated and validated; its own
+# `extends` are left for the resolver, so a cycle across files is found like one within a file
 FileLoader = Callable[[str, str], tuple[dict, Loc]]
 
 

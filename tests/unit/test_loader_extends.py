@@ -67,3 +67,10 @@ def test_extends_errors(tmp_path, text, message):
     with pytest.raises(ConfigErrors) as e:
         run(tmp_path, text)
     assert str(e.value) == message
+
+
+def test_cycle_through_a_file_naming_itself(tmp_path):
+    with pytest.raises(ConfigErrors) as e:
+        run(tmp_path, "services:\n  a:\n    extends: {file: compose.yml, service: b}\n"
+                      "  b:\n    extends: {file: compose.yml, service: a}\n")
+    assert str(e.value) == "compose.yml:3: services.a.extends: extends cycle: a -> b -> a"
