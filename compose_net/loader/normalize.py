@@ -145,12 +145,11 @@ def _extra_hosts(value: Any) -> Any:
 
 
 def _env_value(value: Any) -> Any:
+    """Compose prints numbers and booleans of `environment`, `labels`... as strings."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return str(value)
     return str(value)
 
 
