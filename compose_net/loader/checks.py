@@ -42,6 +42,7 @@ class Context:
     errors: list[ConfigError] = field(default_factory=list)
     static: dict = field(default_factory=dict)  # (network, address) -> keypath
     bindings: dict = field(default_factory=dict)  # (protocol, port) -> [(host_ip, keypath)]
+    subnet_cache: dict = field(default_factory=dict)  # network key -> [ip_network]
 
     @property
     def services(self) -> dict:
@@ -114,6 +115,13 @@ def _net(value: Any) -> Optional[ipaddress._BaseNetwork]:
 
 
 def _subnets(ctx: Context, network: str) -> list:
+    # parsed once per network: every static address of a large project asks again
+    if network not in ctx.subnet_cache:
+        ctx.subnet_cache[network] = _parse_subnets(ctx, network)
+    return ctx.subnet_cache[network]
+
+
+def _parse_subnets(ctx: Context, network: str) -> list:
     net = ctx.networks.get(network) or {}
     ipam = net.get("ipam") if isinstance(net.get("ipam"), dict) else {}
     out = []
