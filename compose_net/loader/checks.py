@@ -270,12 +270,14 @@ def check_port(ctx: Context, parts: list, value: Any) -> None:
     # a single container port with a host range takes one free port of the range, and host
     # port 0 means "any free port": neither is a fixed binding
     fixed = range(p0, p1 + 1) if (t1 != t0 or p0 == p1) and p0 != 0 else range(0)
+    reported = False  # one message per entry, not one per port of a clashing range
     for port in fixed:
         key = (protocol, port)
         for other_addr, other_path in ctx.bindings.get(key, ()):
-            if _binds_overlap(addr, other_addr):
+            if not reported and _binds_overlap(addr, other_addr):
                 where = str(addr) if addr else "all addresses"
                 ctx.error(parts, f"host port {port}/{protocol} on {where} is already published by {other_path}")
+                reported = True
                 break
         ctx.bindings.setdefault(key, []).append((addr, format_path(parts)))
 

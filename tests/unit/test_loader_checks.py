@@ -274,3 +274,11 @@ def test_replicas_are_bounded(tmp_path):
         "compose.yml:2: services.a.deploy.replicas: more than 10000 replicas are not supported",
         "compose.yml:3: services.b.scale: more than 10000 replicas are not supported",
     ]
+
+
+def test_clashing_ranges_give_one_message(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          a: {ports: ["8000-8100:8000-8100"]}
+          b: {ports: ["8050-8150:8050-8150"]}
+        """) == ["compose.yml:3: services.b.ports[0]: host port 8050/tcp on all addresses is already published by services.a.ports[0]"]
