@@ -1,8 +1,10 @@
 """Property tests: whatever the input, `load` raises nothing but the project's own errors."""
 
+import atexit
 import contextlib
 import json
 import resource
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from compose_net.loader import LoadOptions, load
 from compose_net.loader.config_output import render
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="compose-net-prop-"))
+atexit.register(shutil.rmtree, WORKDIR, True)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID = """\
