@@ -85,9 +85,12 @@ class Batch:
         self._len_at = MMsgHdr.msg_len.offset // 4
         self._flags_at = MsgHdr.msg_flags.offset // 4
         self._stride32 = stride // 4
-        self._s64 = memoryview(self._smsgs).cast("B").cast("Q")
-        self._stride64 = stride // 8
-        self._siov64 = memoryview(self._siov).cast("B").cast("Q")
+        self._mmsg_size = stride
+        # Public for the server's inlined send loop: stage() costs a call per datagram.
+        self.s64 = memoryview(self._smsgs).cast("B").cast("Q")
+        self.stride64 = stride // 8
+        self.siov64 = memoryview(self._siov).cast("B").cast("Q")
+        self.nbase = self._nbase
 
     def recv(self, fd: int) -> int:
         """Datagrams read into slots 0..n-1 (0 when none is waiting)."""
@@ -98,6 +101,34 @@ class Batch:
                 return 0
             raise OSError(err, "recvmmsg")
         return n
+
+    def lengths(self, n: int) -> list[int]:
+        """Lengths of the n datagrams just read; -1 for one cut short (larger than a slot)."""
+        stride = self._stride32
+        lens = self._r32[self._len_at : self._len_at + n * stride : stride].tolist()
+        flags = self._r32[self._flags_at : self._flags_at + n * stride : stride].tolist()
+        if any(f & MSG_TRUNC for f in flags):
+            lens = [-1 if f & MSG_TRUNC else n for n, f in zip(lens, flags)]
+        return lens
+
+    def stage(self, k: int, slot: int, reply: bytes) -> None:
+        """Put `reply` in send slot k, addressed to the peer of received slot `slot`."""
+        n = len(reply)
+        start = k * self.size
+        self.sview[start : start + n] = reply
+        self.siov64[2 * k + 1] = n
+        self.s64[k * self.stride64] = self.nbase + slot * SOCKADDR_IN
+
+    def flush(self, fd: int, k: int) -> int:
+        """Send staged slots 0..k-1; how many went (the rest are dropped: a full socket buffer
+        means the client is gone or flooding)."""
+        sent = 0
+        while sent < k:
+            r = _sendmmsg(fd, self._saddr + sent * self._mmsg_size, k - sent, MSG_DONTWAIT)
+            if r <= 0:
+                break
+            sent += r
+        return sent
 
     def datagrams(self, n: int) -> list[bytes]:
         """The n datagrams just read; b"" for one cut short (larger than a slot: never a query)."""
@@ -119,28 +150,10 @@ class Batch:
         return socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0]
 
     def send(self, fd: int, replies: list[tuple[int, bytes]]) -> int:
-        """Send each (slot, reply) to the peer that sent slot's datagram. Returns how many went;
-        the rest are dropped (a full socket buffer means the client is gone or flooding)."""
-        size = self.size
-        siov = self._siov64
-        s64 = self._s64
-        stride = self._stride64
-        nbase = self._nbase
-        sview = self.sview
+        """Send each (slot, reply) to the peer that sent slot's datagram; how many went."""
         k = 0
         for slot, reply in replies:
-            n = len(reply)
-            if n > size:
-                continue
-            start = k * size
-            sview[start : start + n] = reply
-            siov[2 * k + 1] = n
-            s64[k * stride] = nbase + slot * SOCKADDR_IN
-            k += 1
-        sent = 0
-        while sent < k:
-            r = _sendmmsg(fd, self._saddr + sent * ctypes.sizeof(MMsgHdr), k - sent, MSG_DONTWAIT)
-            if r <= 0:
-                break
-            sent += r
-        return sent
+            if len(reply) <= self.size:
+                self.stage(k, slot, reply)
+                k += 1
+        return self.flush(fd, k)

@@ -133,8 +133,8 @@ class Resolver:
         if qend < 0:
             return ANSWER, error_reply(data, RCODE_FORMERR)
         i = qend - 5
-        # \xff: never the first byte of an exact key (byte 2 of a query has QR clear)
-        key = b"\xff" + data[12 : i + 1].lower() + data[i + 1 : qend]
+        # A tuple: never equal to an exact-bytes key, whatever bytes a client sends.
+        key = (data[12 : i + 1].lower() + data[i + 1 : qend],)
         entry = cache.get(key)
         if entry is None:
             entry = self._miss(view, data[12:qend], i - 12)
