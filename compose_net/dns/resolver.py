@@ -27,7 +27,7 @@ CLASS_IN, CLASS_ANY = 1, 255
 RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_NOTIMP = 1, 2, 3, 4
 
 UDP_LIMIT = 512  # our own answers carry no OPT record, so a client may expect no more
-CACHE_LIMIT = 4096  # entries per scope; a full cache is dropped whole (it refills in one pass)
+CACHE_LIMIT = 1024  # entries per scope (bounds memory under random names); a full cache is dropped whole
 
 _FWD = ("fwd",)  # cache marker: the name is not ours, forward it
 

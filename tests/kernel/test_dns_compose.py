@@ -159,3 +159,32 @@ def test_down_stops_the_server_and_removes_its_files(project_name, tmp_path):
     assert not Path(f"/proc/{pid}").exists() or "compose_net.dns" not in Path(f"/proc/{pid}/cmdline").read_text()
     assert not any((state / f).exists() for f in ("dns.pid", "dns.status", "dns.log"))
     assert not any(ns.startswith(project_name) for ns in os.listdir("/run/netns"))
+
+
+def test_compose_net_dns_runs_the_server_in_the_foreground(up_project):
+    import signal
+    import subprocess
+
+    from compose_net.dns import control
+
+    p, workdir = up_project
+    # while the background server runs, a second one refuses to start
+    r = compose(p, workdir, "dns", check=False)
+    assert r.returncode != 0 and "already runs" in r.stderr
+    control.stop(p)
+    state = Path(f"/run/compose-net/{p}")
+    proc = subprocess.Popen([*CLI, "-p", p, "-f", str(workdir / "compose.yml"), "dns"],
+                            cwd=str(Path(__file__).resolve().parents[2]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (state / "dns.status").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        assert json.loads((state / "dns.status").read_text())["pid"] == proc.pid
+        assert ips(query(f"{p}-web-1", "db")) == [address(p, f"{p}-db-1", "back")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert not (state / "dns.pid").exists() and not (state / "dns.status").exists()
