@@ -285,7 +285,11 @@ class Server:
                         s.close()
                 raise
             finally:
-                _setns(self._home)
+                try:
+                    _setns(self._home)
+                except OSError as exc:
+                    # Not an OSError any more: nothing may go on in a container's namespace.
+                    raise RuntimeError(f"cannot return to the host's namespace: {exc}") from exc
         finally:
             os.close(nsfd)
         udp.setblocking(False)
