@@ -80,6 +80,7 @@ class InterfaceLayout:
     ipv4_note: str = ""
     ipv6_note: str = ""
     link_local: tuple[IPInterface, ...] = ()  # `link_local_ips`: extra link-scope addresses
+    hairpin: bool = False  # the container publishes ports: it may reach itself through them
 
 
 class Driver(Protocol):

@@ -33,5 +33,5 @@ class BridgeDriver:
 
     def attach_ops(self, net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
         veth = VethCreate(iface.unit, iface.host_ifname, iface.ifname, iface.netns, net.group,
-                          master=net.bridge, mtu=net.mtu, peer_mac=iface.mac)
+                          master=net.bridge, mtu=net.mtu, peer_mac=iface.mac, hairpin=iface.hairpin)
         return [veth] + address_ops(net, iface)

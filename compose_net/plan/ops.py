@@ -216,11 +216,15 @@ class VethCreate(Op):
     master: Optional[str] = None
     mtu: Optional[int] = None
     peer_mac: Optional[str] = None
+    # the bridge port may send frames back where they came from: a container reaching its own
+    # published port is DNATed back to itself, through the same port (br_netfilter sees it)
+    hairpin: bool = False
 
     def describe(self) -> str:
         master = f", master {self.master}" if self.master else ""
         mac = f", mac {self.peer_mac}" if self.peer_mac else ""
-        return f"veth {self.name} <-> {self.peer_name} in {self.peer_ns}{master}{mac}"
+        hairpin = ", hairpin" if self.hairpin else ""
+        return f"veth {self.name} <-> {self.peer_name} in {self.peer_ns}{master}{mac}{hairpin}"
 
     def inverse(self) -> Op:
         return LinkDelete(self.unit, None, self.name, group=self.group)

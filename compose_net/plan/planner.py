@@ -390,7 +390,8 @@ class _Layout:
             link_local = tuple(ipaddress.ip_interface((int(x), 16 if x.version == 4 else 64))
                                for x in (a.link_local_ips if a is not None else ()))
             layout = InterfaceLayout(c.name, unit, netns, net.key, ifname, host_if, mac, iface4, iface6,
-                                     note4 if iface4 else "", note6 if iface6 else "", link_local)
+                                     note4 if iface4 else "", note6 if iface6 else "", link_local,
+                                     hairpin=bool(svc.ports))
             names = [svc.name, c.name, *(a.aliases if a is not None else ()), cid[:12]]
             if svc.hostname:
                 names.append(svc.hostname)
@@ -498,7 +499,7 @@ class _Layout:
                 continue
             if any(p["host_ip"] is None or ipaddress.ip_address(p["host_ip"]).is_loopback for p in box.ports):
                 for it in owner.ifaces:
-                    if it.net.bridge and not it.net.route_localnet and not it.net.external:
+                    if it.net.bridge and not it.net.route_localnet and (it.net.shared or not it.net.external):
                         self._set_net(it.net.key, route_localnet=True)
 
     def _set_net(self, key: str, **changes: Any) -> None:
