@@ -218,11 +218,23 @@ def cmd_down(args: argparse.Namespace) -> int:
 def _summaries() -> list[dict]:
     from compose_net import state
 
+    from datetime import datetime, timezone
+
     out = []
     for name in state.list_projects():
         summary = state.read_summary(name)
-        if summary is not None:
-            out.append(summary)
+        if summary is None:
+            continue
+        if not summary.get("created"):
+            # the summary is written once the project is up: its time is the networks' creation
+            try:
+                mtime = state.summary_path(name).stat().st_mtime
+            except OSError:
+                mtime = None
+            if mtime is not None:
+                stamp = datetime.fromtimestamp(mtime, tz=timezone.utc)
+                summary["created"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        out.append(summary)
     return out
 
 
