@@ -188,3 +188,25 @@ def test_kill_9_of_the_cli_then_down_leaves_nothing(project_name, tmp_path, afte
     _cli("down", "--quiet", project=project_name)
     assert kernel_snapshot() == before
     assert not _dns_running(project_name)
+
+
+def test_network_modes_host_none_and_service(project_name, tmp_path, down_after):
+    plan = _plan(project_name, tmp_path, """
+        services:
+          web: {networks: [n]}
+          side: {network_mode: "service:web"}
+          hostly: {network_mode: host}
+          lonely: {network_mode: none}
+        networks:
+          n: {ipam: {config: [{subnet: 10.228.0.0/24}]}}
+        """)
+    with state.host_lock():
+        executor.up(plan)
+    mine = sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(project_name))
+    # host: no namespace; service:web shares web's; none: a namespace of its own with lo only
+    assert mine == [f"{project_name}-lonely-1", f"{project_name}-web-1"]
+    links = json.loads(sh("ip", "-j", "link", "show", ns=f"{project_name}-lonely-1").stdout)
+    assert [(l["ifname"], "UP" in l["flags"]) for l in links] == [("lo", True)]
+    assert sh("ip", "route", "show", ns=f"{project_name}-lonely-1").stdout == ""
+    web = json.loads(sh("ip", "-j", "addr", "show", "eth0", ns=f"{project_name}-web-1").stdout)[0]
+    assert [a["local"] for a in web["addr_info"] if a["family"] == "inet"] == ["10.228.0.2"]
