@@ -112,6 +112,16 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     assert {c["name"] for c in summary["containers"]} == {web, f"{project_name}-db-1", f"{project_name}-cache-1"}
     cache_ip = next(i["ipv4"] for c in summary["containers"] if c["service"] == "cache" for i in c["interfaces"])
     sh("ping", "-c1", "-W2", cache_ip.split("/")[0], ns=f"{project_name}-db-1")
+    # The DNS server was told: the recreated db (a new namespace under the same name) and the
+    # new cache resolve each other's names through 127.0.0.11.
+    resolve = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
+    assert any(op.kind == "dns_start" for op in edited.ops) and _dns_running(project_name)
+    got = sh(sys.executable, "-c", resolve, "cache", ns=f"{project_name}-db-1").stdout.strip()
+    assert got == cache_ip.split("/")[0]
+    db_m = next(i["ipv4"] for c in summary["containers"] if c["service"] == "db"
+                for i in c["interfaces"] if i["ipv4"].startswith("10.227.1."))
+    got = sh(sys.executable, "-c", resolve, "db", ns=f"{project_name}-cache-1").stdout.strip()
+    assert got == db_m.split("/")[0]
     assert list(state.Journal(project_name).read().ops) == list(edited.ops)
 
 
