@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from compose_net.dns.server import STATE_ROOT, _is_dns_process, records_digest
+from compose_net.dns.server import LISTEN_ADDR, NETNS_DIR, PORT, STATE_ROOT, _is_dns_process, _setns, records_digest
 from compose_net.errors import RuntimeFailure
 
 START_TIMEOUT = 10.0
@@ -71,7 +73,8 @@ def is_running(project: str, state: Optional[Path] = None) -> bool:
 
 def start(project: str, records_path: str | Path, state: Optional[Path] = None, timeout: float = START_TIMEOUT) -> int:
     """Make the project's server serve `records_path`: start it, or reload it when it already
-    runs. Returns once it listens in every container namespace of the records; its pid."""
+    runs. Returns once it listens in every container namespace of the records and answers a
+    probe in one of them; its pid."""
     st = _state(project, state)
     records_path = Path(records_path).resolve()
     pid = running_pid(project, st)
@@ -101,7 +104,8 @@ def start(project: str, records_path: str | Path, state: Optional[Path] = None, 
             if status.get("error"):
                 stop(project, st)
                 raise RuntimeFailure(f"DNS server of {project}: {status['error']}")
-            return proc.pid
+            if not status.get("netns") or probe(status["netns"][0]):
+                return proc.pid
         if proc.poll() is not None:
             tail = _log_tail(st)
             _children.pop(project, None)
@@ -110,6 +114,34 @@ def start(project: str, records_path: str | Path, state: Optional[Path] = None, 
             stop(project, st)
             raise RuntimeFailure(f"DNS server of {project} did not start within {timeout:.0f} s")
         time.sleep(0.01)
+
+
+def probe(netns: str, timeout: float = 0.5) -> bool:
+    """Whether the server answers at 127.0.0.11:53 inside `netns`. The probe is a bare header
+    (no question): the server answers it FORMERR itself, so nothing goes upstream."""
+    answered: list[bool] = []
+
+    def ask() -> None:
+        try:
+            fd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)  # this thread only, and it ends here
+            finally:
+                os.close(fd)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(timeout)
+                s.connect((LISTEN_ADDR, PORT))
+                qid = os.urandom(2)
+                s.send(qid + bytes(10))
+                reply = s.recv(512)
+            answered.append(reply[:2] == qid and bool(reply[2] & 0x80))
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    thread.join()
+    return bool(answered and answered[0])
 
 
 def reload(project: str, state: Optional[Path] = None, timeout: float = START_TIMEOUT) -> None:

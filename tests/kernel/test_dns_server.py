@@ -443,11 +443,13 @@ def test_stop_removes_process_files_and_frees_namespaces(project, stub):
     project.add("db", 1, [("front", "172.20.0.3", [])])
     pid = project.start()
     assert control.is_running(project.name, state=project.state)
+    assert control.probe(project.ns("db"))
     assert control.start(project.name, project.records, state=project.state) == pid  # already up: reload
     control.stop(project.name, state=project.state)
     assert not Path(f"/proc/{pid}").exists()
     assert not control.is_running(project.name, state=project.state)
     assert sorted(p.name for p in project.state.iterdir()) == []
+    assert not control.probe(project.ns("db"), timeout=0.2)
     control.stop(project.name, state=project.state)  # not running: done
     for ns, veth in zip(project.netns, project.veths):
         sh("ip", "netns", "del", ns)
