@@ -3,7 +3,8 @@
 - `journal`: JSON lines. Each `{"ops": [...]}` line lists ops (the plan's JSON form) written and
   fsynced *before* they are sent to the kernel, so after a crash or `kill -9` at any point the
   journal names everything that may exist. `{"complete": true}` closes a successful `up`; a journal
-  that does not end with it belongs to an `up` that never finished. A torn last line (the crash
+  that does not end with it belongs to an `up` that never finished, or to a `down` that began
+  (`{"down": true}`) and did not finish. A torn last line (the crash
   hit the write itself) is ignored: its ops were never sent.
 - `project.json`: the summary the plan writes (read by ps/ls/DNS/IPAM of other projects).
 - `/run/compose-net/.lock`: flock serializing up/down of all projects, so two concurrent `up`s
@@ -114,6 +115,8 @@ class Journal:
                 complete = False
             elif record.get("complete"):
                 complete = True
+            else:  # {"down": true}: a teardown began; what is left is no longer a whole project
+                complete = False
         return JournalState(tuple(ops), complete)
 
     def _open(self) -> int:
@@ -140,6 +143,11 @@ class Journal:
 
     def mark_complete(self) -> None:
         self._append({"complete": True})
+
+    def mark_down(self) -> None:
+        """Note that a teardown begins: if it is interrupted, the next `up` must not mistake
+        the half-removed project for one that is up."""
+        self._append({"down": True})
 
     def rewrite(self, ops: Sequence[Op], complete: bool = True) -> None:
         """Replace the journal atomically by exactly `ops` (after a diff or a rollback)."""

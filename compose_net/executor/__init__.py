@@ -138,7 +138,10 @@ def down(project: str, *, progress: Progress = None) -> None:
     journal = Journal(project)
     if not journal.exists():
         return
-    errors = _undo(plan_down(project), progress)
+    undo = plan_down(project)
+    journal.mark_down()
+    journal.close()
+    errors = _undo(undo, progress)
     if errors:
         raise DownErrors(errors)
     journal.discard()

@@ -155,3 +155,20 @@ def test_nft_ruleset_and_routes_exactly_as_before(builder):
     executor.down(builder.project)
     assert sh("nft", "list", "ruleset").stdout == ruleset
     assert sh("ip", "-6", "route", "show").stdout + sh("ip", "route", "show", "table", "all").stdout == routes
+
+
+def test_up_after_an_interrupted_down_rebuilds(builder, executor_guard):
+    builder.network("n", "10.238.1.0/24")
+    a, b = f"{builder.project}-a-1", f"{builder.project}-b-1"
+    builder.container(a, ["n"])
+    builder.container(b, ["n"])
+    plan = builder.plan()
+    executor.up(plan)
+    # What a `down` killed part-way leaves: its mark in the journal, some objects gone.
+    journal = state.Journal(builder.project)
+    journal.mark_down()
+    journal.close()
+    sh("ip", "netns", "del", b)
+    result = executor.up(plan)
+    assert result.changed and not result.updated  # not "already up": rebuilt from scratch
+    sh("ping", "-c1", "-W2", "10.238.1.3", ns=a)

@@ -49,6 +49,9 @@ def test_new_ops_after_complete_make_it_unfinished_again():
     journal.mark_complete()
     journal.record(OPS[1:2])
     assert not journal.read().complete
+    journal.mark_complete()
+    journal.mark_down()  # a `down` began: no longer a whole project, same ops to undo
+    assert journal.read() == state.JournalState(tuple(OPS[:2]), False)
     journal.close()
 
 
