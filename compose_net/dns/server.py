@@ -165,6 +165,9 @@ class Server:
         self._stopping = False
         self._file_sig: Optional[tuple] = None
         self._generation = 0
+        self._digest = ""
+        self._failed: dict[str, str] = {}
+        self._waiting: dict[str, View] = {}  # namespaces to listen in once they exist
         self._next_stat = 0.0
         self._tcp_lock = threading.Lock()
         self._tcp_count = 0
@@ -245,6 +248,7 @@ class Server:
         for netns, lst in list(self.listeners.items()):
             if netns not in records.views or _netns_key(netns) != lst.key:
                 self._close_listener(lst)
+        self._waiting = {}
         failed: dict[str, str] = {}
         for netns, view in records.views.items():
             lst = self.listeners.get(netns)
@@ -252,11 +256,15 @@ class Server:
                 try:
                     lst = self._open_listener(netns)
                 except OSError as exc:
+                    # Perhaps not made yet (an `up` reloads before it adds containers): retried.
                     failed[netns] = exc.strerror or str(exc)
-                    log.error("cannot listen in %s: %s", netns, exc)
+                    self._waiting[netns] = view
+                    log.warning("cannot listen in %s yet: %s", netns, exc)
                     continue
             lst.vc = (view, resolver.cache_for(view))
         self.resolver = resolver
+        self._digest = digest
+        self._failed = failed
         # The records are long-lived and cycle-free: keep the collector from walking them while
         # queries wait (a full collection over them is a latency spike).
         gc.collect()
@@ -358,6 +366,24 @@ class Server:
                 self._next_stat = now + STAT_INTERVAL
                 if self._file_signature() != self._file_sig:
                     self.reload()
+                elif self._waiting:
+                    self._retry_waiting()
+
+    def _retry_waiting(self) -> None:
+        """Listen in the namespaces that did not exist at the last load, once they do."""
+        opened = False
+        for netns, view in list(self._waiting.items()):
+            try:
+                lst = self._open_listener(netns)
+            except OSError:
+                continue
+            lst.vc = (view, self.resolver.cache_for(view))
+            del self._waiting[netns]
+            self._failed.pop(netns, None)
+            opened = True
+            log.info("now listening in %s", netns)
+        if opened:
+            self._write_status(self._digest, self._failed, None)
 
     def _on_signal(self, fd: int) -> None:
         try:

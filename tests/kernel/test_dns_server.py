@@ -518,3 +518,26 @@ def test_hostile_packets_never_stop_the_server(project, stub):
     assert ips(query(web, "web")) == ["172.20.0.2"]
     assert ips(query(web, "web", tcp=True)) == ["172.20.0.2"]
     assert control.running_pid(project.name, state=project.state) == pid
+
+
+def test_a_namespace_made_after_the_load_is_picked_up(project, stub):
+    project.add("web", 1, [("front", "172.20.0.2", [])])
+    late_ns = f"{project.name}-late1"
+    project.containers.append({
+        "name": f"{project.name}-late-1", "service": "late", "index": 1, "id": os.urandom(32).hex(),
+        "netns": late_ns, "dns": [], "dns_search": [], "links": [],
+        "interfaces": [{"network": f"{project.name}_front", "ifname": "eth0", "ipv4": "172.20.0.9/16",
+                        "ipv6": None, "aliases": ["late"]}]})
+    project.start()
+    status = json.loads((project.state / "dns.status").read_text())
+    assert late_ns in status["failed"] and status["netns"] == [project.ns("web")]
+    assert ips(query(project.ns("web"), "late")) == ["172.20.0.9"]
+    sh("ip", "netns", "add", late_ns)
+    project.netns.append(late_ns)
+    sh("ip", "-n", late_ns, "link", "set", "lo", "up")
+    deadline = time.monotonic() + 5
+    while late_ns not in json.loads((project.state / "dns.status").read_text())["netns"]:
+        assert time.monotonic() < deadline, "the server never listened in the new namespace"
+        time.sleep(0.05)
+    assert ips(query(late_ns, "web")) == ["172.20.0.2"]
+    assert not json.loads((project.state / "dns.status").read_text())["failed"]
