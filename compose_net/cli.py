@@ -361,9 +361,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_dns(args: argparse.Namespace) -> int:
     name = _project_name(args)
+    import logging
+
     from compose_net import state
     from compose_net.dns import server
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server.serve_forever(name, str(state.summary_path(name)))
     return 0
 
