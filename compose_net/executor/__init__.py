@@ -26,7 +26,7 @@ from typing import Callable, Optional
 from compose_net.errors import DownErrors, OpFailed, RuntimeFailure
 from compose_net.executor import preflight
 from compose_net.executor.apply import Applier
-from compose_net.plan.ops import DnsStop, Op, Plan, teardown
+from compose_net.plan.ops import DnsStop, LinkDelete, LinkGroupDelete, Op, Plan, teardown
 from compose_net.state import Journal, list_projects
 
 Progress = Optional[Callable[[tuple], None]]
@@ -104,7 +104,10 @@ def _present_shared(ops: tuple[Op, ...]) -> set[str]:
     return present
 
 
-def _teardown_for_down(project: str, ops: tuple[Op, ...], group_delete: bool = True) -> tuple[Op, ...]:
+def _teardown_for_down(
+    project: str, ops: tuple[Op, ...], group_delete: bool = True, context: tuple[Op, ...] = ()
+) -> tuple[Op, ...]:
+    """The inverses of `ops` for `down` (or a rollback, with the whole plan as `context`)."""
     shared_kept = {
         op.unit for op in ops if op.unit.startswith(SHARED_PREFIX) and _shared_in_use(project, op.unit)
     }
@@ -112,7 +115,18 @@ def _teardown_for_down(project: str, ops: tuple[Op, ...], group_delete: bool = T
     # Shared links never join a project's group deletion.
     shared = tuple(op for op in mine if op.unit.startswith(SHARED_PREFIX))
     own = tuple(op for op in mine if not op.unit.startswith(SHARED_PREFIX))
-    undo = list(teardown(own, group_delete=group_delete)) + list(teardown(shared, group_delete=False))
+    # A group a shared link carries is not the project's alone (other projects' links on the
+    # shared bridge may carry it too): links of such a group are deleted one by one.
+    shared_groups = {
+        g for op in ops + context if op.unit.startswith(SHARED_PREFIX) for g in [getattr(op, "group", None)] if g
+    }
+    own_undo: list[Op] = []
+    for op in teardown(own, group_delete=group_delete):
+        if isinstance(op, LinkGroupDelete) and op.group in shared_groups:
+            own_undo.extend(LinkDelete(op.unit, None, name) for name in op.names)
+        else:
+            own_undo.append(op)
+    undo = own_undo + list(teardown(shared, group_delete=False))
     # The DNS server holds a socket in every container namespace: stop it before they go.
     dns = [op for op in undo if isinstance(op, DnsStop)]
     return tuple(dns + [op for op in undo if not isinstance(op, DnsStop)])
@@ -184,11 +198,11 @@ def _up_fresh(plan: Plan, journal: Journal, fail_after: Optional[int], progress:
     journal.record([op for _, op in numbered if op.unit in present])
     ap = Applier(journal, progress=progress)
     try:
-        ap.run(todo, fail_after)
+        ap.run(todo, fail_after, plan.ops)
         journal.mark_complete()
     except BaseException as exc:
         ap.close()
-        errors = _undo(teardown(ap.done))
+        errors = _undo(_teardown_for_down(plan.project, tuple(ap.done), context=plan.ops))
         if errors:  # the journal stays, unfinished, for `down` or the next `up`
             raise _with_rollback_errors(exc, errors) from exc
         journal.discard()
@@ -251,7 +265,7 @@ def _up_diff(
             raise DownErrors(errors)
         kept = [op for op in old_ops if op.unit not in removed and op.unit not in rebuilt]
         journal.rewrite(kept + [op for op in plan.ops if op.unit in present], complete=False)
-        ap.run(numbered, fail_after)
+        ap.run(numbered, fail_after, plan.ops)
         if dns_running:
             ap.flush()
             _dns_reload(ap, plan.project)
@@ -260,7 +274,7 @@ def _up_diff(
         ap.close()
         # Undo what this run made; the project is left partly torn down and its journal marked
         # unfinished, so the next `up` starts from a clean slate.
-        _undo(teardown(ap.done, group_delete=False))
+        _undo(_teardown_for_down(plan.project, tuple(ap.done), group_delete=False, context=plan.ops))
         kept_now = [op for op in journal.read().ops if op not in ap.done]
         journal.rewrite(kept_now, complete=False)
         raise

@@ -57,12 +57,21 @@ class Applier:
 
     # --- running ---------------------------------------------------------------------------
 
-    def run(self, numbered: Sequence[tuple[int, O.Op]], fail_after: Optional[int] = None) -> None:
+    def run(
+        self,
+        numbered: Sequence[tuple[int, O.Op]],
+        fail_after: Optional[int] = None,
+        plan_ops: Sequence[O.Op] = (),
+    ) -> None:
+        """Apply `numbered` ((plan position, op) pairs). `fail_after` K (COMPOSE_NET_FAIL_AFTER)
+        fails right after plan op K, also when K is one this run skips (already there)."""
         if self.journal is not None and not self.undo:
             self.journal.record([op for _, op in numbered])
         unit: Optional[str] = None
         started = time.perf_counter()
         for seq, op in numbered:
+            if fail_after is not None and seq > fail_after:
+                self._inject(fail_after, plan_ops)
             if op.unit != unit:
                 self.flush()
                 if unit is not None:
@@ -75,11 +84,17 @@ class Applier:
             handler(self, seq, op)
             self.count += 1
             if fail_after is not None and seq == fail_after:
-                self.flush()
-                raise OpFailed(seq, op.describe(), f"injected failure (COMPOSE_NET_FAIL_AFTER={fail_after})")
+                self._inject(fail_after, plan_ops or {seq: op})
         self.flush()
         if unit is not None:
             self._report(unit, started)
+        if fail_after is not None and 0 < fail_after <= len(plan_ops):
+            self._inject(fail_after, plan_ops)
+
+    def _inject(self, k: int, plan_ops) -> None:
+        self.flush()
+        op = plan_ops[k] if isinstance(plan_ops, dict) else plan_ops[k - 1]
+        raise OpFailed(k, op.describe(), f"injected failure (COMPOSE_NET_FAIL_AFTER={k})")
 
     def _report(self, unit: str, started: float) -> None:
         event = unit_event(unit)

@@ -220,3 +220,58 @@ def test_network_modes_host_none_and_service(project_name, tmp_path, down_after)
     assert sh("ip", "route", "show", ns=f"{project_name}-lonely-1").stdout == ""
     web = json.loads(sh("ip", "-j", "addr", "show", "eth0", ns=f"{project_name}-web-1").stdout)[0]
     assert [a["local"] for a in web["addr_info"] if a["family"] == "inet"] == ["10.228.0.2"]
+
+
+def test_legacy_bridge_is_shared_and_left_to_the_last_project(project_name, tmp_path):
+    names = [project_name + "a", project_name + "b"]
+    files = []
+    for name in names:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "compose.yml").write_text("services:\n  old: {network_mode: bridge}\n")
+        files.append(d / "compose.yml")
+    before = kernel_snapshot()
+    if "cn0" in before["links"]:
+        pytest.skip("a cn0 bridge of some other project exists on this host")
+    try:
+        for name, f in zip(names, files):
+            _cli("up", "--quiet", project=name, file=f)
+        out = _cli("up", project=names[1], file=files[1], env={**os.environ, "COMPOSE_NET_PROGRESS": "1"}).stdout
+        assert sh("ip", "link", "show", "cn0", check=False).returncode == 0
+        ips = [next(i["ipv4"] for i in state.read_summary(n)["containers"][0]["interfaces"]).split("/")[0] for n in names]
+        assert ips[0] != ips[1]
+        _cli("down", "--quiet", project=names[0])
+        assert sh("ip", "link", "show", "cn0", check=False).returncode == 0  # still used by b
+        sh("ping", "-c1", "-W2", "172.17.0.1", ns=f"{names[1]}-old-1")
+        _cli("down", "--quiet", project=names[1])
+        assert sh("ip", "link", "show", "cn0", check=False).returncode != 0  # the last one out
+    finally:
+        for name in names:
+            _cli("down", "--quiet", project=name, check=False)
+    assert kernel_snapshot() == before
+
+
+def test_a_rollback_leaves_the_shared_bridge_and_its_other_users(project_name, tmp_path, monkeypatch):
+    first, second = project_name + "a", project_name + "b"
+    for name in (first, second):
+        (tmp_path / name).mkdir()
+    (tmp_path / first / "compose.yml").write_text("services:\n  old: {network_mode: bridge}\n")
+    before = kernel_snapshot()
+    if "cn0" in before["links"]:
+        pytest.skip("a cn0 bridge of some other project exists on this host")
+    try:
+        _cli("up", "--quiet", project=first, file=tmp_path / first / "compose.yml")
+        plan = _plan(second, tmp_path / second, "services:\n  legacy: {network_mode: bridge}\n  web: {}\n")
+        for k in range(1, len(plan.ops) + 1):
+            monkeypatch.setenv("COMPOSE_NET_FAIL_AFTER", str(k))
+            with pytest.raises(OpFailed):
+                with state.host_lock():
+                    executor.up(plan)
+            # the first project's container still reaches the shared bridge's gateway
+            sh("ping", "-c1", "-W2", "172.17.0.1", ns=f"{first}-old-1")
+            assert not state.Journal(second).exists()
+    finally:
+        monkeypatch.delenv("COMPOSE_NET_FAIL_AFTER", raising=False)
+        _cli("down", "--quiet", project=second, check=False)
+        _cli("down", "--quiet", project=first, check=False)
+    assert kernel_snapshot() == before
