@@ -26,7 +26,6 @@ import argparse
 import fcntl
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -322,7 +321,7 @@ def best_runs(fn, n: int, repeats: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="10,50,100")
     parser.add_argument("--skip-netavark", action="store_true")
     args = parser.parse_args()

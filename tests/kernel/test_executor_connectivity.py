@@ -3,7 +3,6 @@ interfaces' names, addresses, MACs and MTUs, the default route, sysctls and /etc
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import subprocess

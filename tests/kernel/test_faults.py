@@ -3,6 +3,7 @@ point leaves nothing that `down` does not remove."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -58,8 +59,7 @@ def test_a_kernel_error_names_the_op_and_rolls_back(builder):
     name = f"{builder.project}-db-1"
     unit = f"container:{name}"
     # A gateway outside every connected network: the kernel refuses the route.
-    bad = O.RouteAdd(unit, name, __import__("ipaddress").ip_network("192.0.2.0/24"), "eth0",
-                     __import__("ipaddress").ip_address("203.0.113.1"))
+    bad = O.RouteAdd(unit, name, ipaddress.ip_network("192.0.2.0/24"), "eth0", ipaddress.ip_address("203.0.113.1"))
     ops = list(plan.ops)
     at = max(i for i, op in enumerate(ops) if op.unit == unit and op.kind == "route_add") + 1
     ops.insert(at, bad)
