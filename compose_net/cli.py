@@ -112,7 +112,8 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
 # --- loading -------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, services: Sequence[str] = ()):
+    """Load the project; `services` (from `up SERVICE...`) are enabled whatever their profiles."""
     from compose_net.loader import LoadOptions, load
 
     result = load(
@@ -122,6 +123,7 @@ def _load(args: argparse.Namespace):
             project_directory=args.project_directory,
             env_files=tuple(args.env_files),
             profiles=tuple(args.profiles),
+            services=tuple(services),
         )
     )
     for warning in result.warnings:
@@ -157,12 +159,28 @@ def cmd_config(args: argparse.Namespace) -> int:
         return 0
     from compose_net.loader.config_output import render
 
-    _out(render(result, args.format))
+    _out(render(result, args.format, _config_extension(result.project)))
     return 0
 
 
+def _config_extension(project: Any) -> Optional[dict]:
+    """Containers and their addresses as planned on an empty host (so `config` is the same on
+    every machine; `up` picks free subnets on the real one). A project that cannot be planned
+    is still printed, as `docker compose config` leaves those checks to the engine."""
+    from compose_net.errors import ComposeNetError as PlanningFailed
+    from compose_net.plan.planner import summary
+    from compose_net.plan.render import config_extension
+    from compose_net.probe import HostFacts
+
+    try:
+        return config_extension(summary(project, HostFacts()))
+    except PlanningFailed as exc:
+        print(f"warning: x-compose-net left out: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    result = _load(args)
+    result = _load(args, args.services)
     project = result.project
     if args.services:
         from compose_net.graph import select
@@ -202,6 +220,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         ops = executor.plan_down(name)
         if args.json:
             _out(json.dumps([op.to_json() for op in ops], indent=2))
+        elif not ops:
+            _out(f"project {name} is not up: nothing to do")
         else:
             from compose_net.plan.render import render_down_text
 
@@ -210,6 +230,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     reporter = Progress.for_args(args)
     started = time.monotonic()
     with state.host_lock():
+        if not state.Journal(name).exists():
+            # as `docker compose down` warns about a project it finds nothing of
+            print(f"warning: project {name} is not up: nothing to remove", file=sys.stderr)
+            return 0
         executor.down(name, progress=reporter)
     reporter.done(f"project {name} is down", time.monotonic() - started)
     return 0
@@ -455,7 +479,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         return 2
     except ComposeNetError as exc:
-        print(f"error: {exc}" if not isinstance(exc, ConfigError) else str(exc), file=sys.stderr)
+        located = isinstance(exc, ConfigError) or getattr(exc, "where", None) is not None
+        print(str(exc) if located else f"error: {exc}", file=sys.stderr)
         if args.debug:
             raise
         return exc.exit_status

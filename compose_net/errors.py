@@ -80,7 +80,15 @@ class ConfigWarning:
 
 
 class PlanError(ComposeNetError):
+    """`where` (optional) points at the part of the file that cannot be planned here; then the
+    error reads like a ConfigError: FILE:LINE: key.path: message."""
+
     exit_status = 2
+
+    def __init__(self, message: str, where: "Where | None" = None):
+        self.where = where
+        self.message = message
+        super().__init__(f"{where.prefix()}: {message}" if where is not None else message)
 
 
 class RuntimeFailure(ComposeNetError):

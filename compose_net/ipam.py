@@ -20,7 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Optional, Sequence, Union
 
-from compose_net.errors import ConfigError, PlanError
+from compose_net.errors import ConfigError, PlanError, Where
 from compose_net.model import Network, Project
 from compose_net.probe import HostFacts
 
@@ -67,6 +67,12 @@ def _where(project: Project, keypath: str) -> tuple[str, int]:
         return project.locate(keypath)
     except Exception:  # a locator must never hide the real error
         return ("compose.yml", 0)
+
+
+def plan_where(project: Project, keypath: str) -> Where:
+    """Where a PlanError points: the key that cannot be planned on this host."""
+    file, line = _where(project, keypath)
+    return Where(file, line, keypath)
 
 
 def config_error(project: Project, keypath: str, message: str) -> ConfigError:
@@ -206,10 +212,9 @@ def _auto_v4(project: Project, net: Network, pools: list[ipaddress.IPv4Network],
             return Subnet(prefix, gw, auto=True, note=f"{net.name}: subnet {prefix} ({why}), gateway {gw}")
         if not hit.why.startswith("network "):
             skipped.append(f"{prefix} ({hit.why})")
-    raise PlanError(
-        f"{net.keypath or 'networks.' + net.key}: no free subnet left in the default pools "
-        f"(172.18.0.0/16-172.31.0.0/16 and 192.168.0.0/16 in /20s are all in use); "
-        f"give the network an ipam subnet")
+    raise PlanError("no free subnet left in the default pools "
+                    "(172.18.0.0/16-172.31.0.0/16 and 192.168.0.0/16 in /20s are all in use); "
+                    "give the network an ipam subnet", plan_where(project, net.keypath or f"networks.{net.key}"))
 
 
 def _auto_v6(project: Project, net: Network, taken: list[Taken]) -> Subnet:
@@ -220,7 +225,7 @@ def _auto_v6(project: Project, net: Network, taken: list[Taken]) -> Subnet:
             return Subnet(prefix, gw, auto=True,
                           note=f"{net.name}: IPv6 subnet {prefix} (unique local /64 from a hash of "
                           f"{project.name!r} and {net.name!r}), gateway {gw}")
-    raise PlanError(f"{net.keypath}: no free IPv6 unique local prefix")  # 65536 collisions: never in practice
+    raise PlanError("no free IPv6 unique local prefix", plan_where(project, net.keypath or f"networks.{net.key}"))  # 65536 collisions: never in practice
 
 
 # --- addresses --------------------------------------------------------------------------------

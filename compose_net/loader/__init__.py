@@ -35,6 +35,8 @@ class LoadOptions:
     project_directory: Optional[str] = None  # --project-directory
     env_files: tuple[str, ...] = ()  # --env-file
     profiles: tuple[str, ...] = ()  # --profile
+    # `up SERVICE...`: these and what they depend on are enabled whatever their profiles
+    services: tuple[str, ...] = ()
     environ: Optional[Mapping[str, str]] = None  # default os.environ
     cwd: Optional[str] = None  # where discovery starts (default os.getcwd())
 
@@ -236,7 +238,12 @@ def _load(opts: LoadOptions) -> LoadResult:
                               f'cannot derive a project name from directory "{os.path.basename(project_dir)}": use -p')
 
     profiles = normalize.active_profiles(opts.profiles, variables)
-    config = normalize.normalize(merged, name, profiles, variables)
+    raw_services = merged.get("services") if isinstance(merged.get("services"), dict) else {}
+    unknown = [s for s in opts.services if s not in raw_services]
+    if unknown:
+        raise ConfigErrors([ConfigError(files[0][1], 0, f"services.{s}", f"no such service: {s}") for s in unknown])
+    enabled = normalize.targeted_services(raw_services, opts.services)
+    config = normalize.normalize(merged, name, profiles, variables, enabled)
     problems = checks.run_checks(config, loc, merged)
     if problems:
         raise ConfigErrors(problems)

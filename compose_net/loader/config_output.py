@@ -94,8 +94,11 @@ def _no_aliases(self: Any, data: Any) -> bool:
 _Dumper.ignore_aliases = _no_aliases  # type: ignore[method-assign]
 
 
-def render(result: Any, fmt: str = "yaml") -> str:
+def render(result: Any, fmt: str = "yaml", extension: Any = None) -> str:
+    """`extension`: what the planner adds under `x-compose-net` (containers and addresses)."""
     data = config_dict(result.config)
+    if extension:
+        data["x-compose-net"] = extension
     if fmt == "json":
         return json.dumps(data, indent=2, default=str) + "\n"
     if fmt != "yaml":

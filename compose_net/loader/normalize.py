@@ -222,6 +222,38 @@ def active_profiles(cli_profiles: Iterable[str], environ: Mapping[str, str]) -> 
     return frozenset(profiles)
 
 
+def raw_dependencies(service: Any) -> list[str]:
+    """Names a service (merged data, not yet normalized) depends on: depends_on, links and
+    network_mode service:X."""
+    if not isinstance(service, dict):
+        return []
+    out: list[str] = []
+    depends = service.get("depends_on")
+    if isinstance(depends, (list, dict)):
+        out.extend(str(d) for d in depends)
+    links = service.get("links")
+    if isinstance(links, list):
+        out.extend(str(link).split(":", 1)[0] for link in links)
+    mode = service.get("network_mode")
+    if isinstance(mode, str) and mode.startswith("service:"):
+        out.append(mode[len("service:"):])
+    return out
+
+
+def targeted_services(services: Mapping[str, Any], targets: Iterable[str]) -> frozenset[str]:
+    """The services `up SERVICE...` names and everything they depend on, transitively: Compose
+    enables these whatever their profiles (compose-go's EnableServices)."""
+    seen: set[str] = set()
+    todo = list(targets)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in services:
+            continue
+        seen.add(name)
+        todo.extend(raw_dependencies(services[name]))
+    return frozenset(seen)
+
+
 def service_enabled(service: Any, profiles: frozenset[str]) -> bool:
     wanted = service.get("profiles") if isinstance(service, dict) else None
     if not wanted or not isinstance(wanted, list):
@@ -295,13 +327,15 @@ def normalize_network(key: str, network: Any, project: str) -> dict:
     return out
 
 
-def normalize(data: dict, project: str, profiles: frozenset[str], environ: Mapping[str, str]) -> dict:
-    """The merged, interpolated, validated data → the canonical data `config` prints."""
+def normalize(data: dict, project: str, profiles: frozenset[str], environ: Mapping[str, str],
+              enabled: frozenset[str] = frozenset()) -> dict:
+    """The merged, interpolated, validated data → the canonical data `config` prints.
+    `enabled`: services kept whatever their profiles (those `up SERVICE...` targets)."""
     out: dict[str, Any] = {"name": project}
     all_services = data.get("services") or {}
     services = {}
     for name, svc in all_services.items():
-        if not service_enabled(svc, profiles):
+        if name not in enabled and not service_enabled(svc, profiles):
             continue
         services[name] = normalize_service(svc if isinstance(svc, dict) else {}, environ)
     out["services"] = services

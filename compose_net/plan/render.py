@@ -162,3 +162,43 @@ def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]]) -
             out.append(f'  {_node_id("c", c["name"])} -- {_node_id("c", c["shares"])} [style=dashed, label="shares netns"];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def config_extension(summary: dict[str, Any]) -> dict[str, Any]:
+    """What `config` adds under `x-compose-net`: each network's subnets and bridge, each
+    container's interfaces with their addresses (from the planner's summary)."""
+    networks: dict[str, Any] = {}
+    for n in summary.get("networks", ()):
+        entry: dict[str, Any] = {"driver": n["driver"]}
+        if n.get("bridge"):
+            entry["bridge"] = n["bridge"]
+        if n.get("parent"):
+            entry["parent"] = n["parent"]
+        entry["subnets"] = [{k: v for k, v in s.items() if v is not None} for s in n.get("subnets", ())]
+        networks[n["name"]] = entry
+    containers: dict[str, Any] = {}
+    for c in summary.get("containers", ()):
+        entry = {"service": c["service"], "index": c["index"]}
+        if c.get("network_mode"):
+            entry["network_mode"] = c["network_mode"]
+        if c.get("netns"):
+            entry["netns"] = c["netns"]
+        interfaces: dict[str, Any] = {}
+        for i in c.get("interfaces", ()):
+            iface: dict[str, Any] = {"interface_name": i["ifname"]}
+            for key, out_key in (("ipv4", "ipv4_address"), ("ipv6", "ipv6_address"), ("mac", "mac_address")):
+                if i.get(key):
+                    iface[out_key] = i[key]
+            if i.get("default_route") or i.get("default_route6"):
+                iface["default_route"] = True
+            interfaces[i["network"]] = iface
+        if interfaces:
+            entry["networks"] = interfaces
+        ports = _ports_text(c)
+        if ports:
+            entry["ports"] = ports
+        containers[c["name"]] = entry
+    return {"networks": networks, "containers": containers}
