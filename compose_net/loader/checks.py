@@ -30,6 +30,7 @@ IPVLAN_FLAGS = ("bridge", "private", "vepa")
 OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
 OPT_MTU = "com.docker.network.driver.mtu"
 NETWORK_MODES = ("host", "none", "bridge", "default")
+NETWORK_FLAGS = ("external", "internal", "attachable", "enable_ipv4", "enable_ipv6")
 # Every replica is a network namespace; a bound keeps `deploy.replicas: 1e300` from expanding.
 MAX_REPLICAS = 10_000
 
@@ -367,6 +368,11 @@ def check_network(ctx: Context, parts: list, cfg: Any) -> None:
     if not isinstance(cfg, dict):
         return
     key = parts[1]
+    for flag in NETWORK_FLAGS:
+        # the schema lets strings through for interpolation; after it, only true/false are
+        # booleans (compose-go's cast), anything else would silently read as false
+        if flag in cfg and not isinstance(cfg[flag], bool) and cfg[flag] is not None:
+            ctx.error(parts + [flag], f'must be a boolean (true or false), not "{cfg[flag]}"')
     if cfg.get("external") is True:
         extra = [k for k in cfg if k not in ("name", "external") and not k.startswith("x-")]
         for k in extra:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Optional
 
 import yaml
 
-from compose_net.errors import ConfigError
+from compose_net.errors import ConfigError, ConfigErrors
 from compose_net.keypath import format_path
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -32,6 +32,7 @@ MAX_ALIAS_NODES = 200_000
 # Nodes written in one file. A 10 MiB file of one-line services would otherwise take half a
 # minute and a gigabyte to load; 300,000 nodes is ~9,000 services, far beyond any real project.
 MAX_NODES = 300_000
+MAX_DUPLICATES = 100  # a file of nothing but duplicate keys reports the first hundred
 
 try:  # libyaml's event parser is ~10x faster; the pure-Python one behaves the same
     _Parser = yaml.CSafeLoader
@@ -202,6 +203,7 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
     anchors: dict[str, tuple[Any, Loc, int]] = {}
     docs: list[tuple[Any, Loc]] = []
     alias_nodes = 0
+    duplicates: list[ConfigError] = []  # every duplicate key is reported, not just the first
     root: list = []  # [value, loc] of the current document
     file = display
 
@@ -248,8 +250,10 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
             return
         if key in top.data:
             first = top.locs[key].line
-            raise ConfigError(file, top.key_line, path_text([f.path_key for f in stack[1:]] + [key]),
-                              f'duplicate key "{key}" (first defined at line {first})')
+            duplicates.append(ConfigError(file, top.key_line, path_text([f.path_key for f in stack[1:]] + [key]),
+                                          f'duplicate key "{key}" (first defined at line {first})'))
+            if len(duplicates) >= MAX_DUPLICATES:
+                raise ConfigErrors(duplicates)
         top.data[key] = value
         top.locs[key] = Loc(file, top.key_line, loc.children, loc.tag)
 
@@ -350,6 +354,8 @@ def parse(text: str, display: str) -> list[tuple[Any, Loc]]:
         raise ConfigError(file, 0, "", f"invalid YAML: {e}") from None
     except (RecursionError, MemoryError):
         raise ConfigError(file, 0, "", "input too complex to parse") from None
+    if duplicates:
+        raise duplicates[0] if len(duplicates) == 1 else ConfigErrors(duplicates)
     return docs
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from compose_net.errors import ConfigError
+from compose_net.errors import ConfigError, ConfigErrors
 from compose_net.keypath import locate, parse_path
 from compose_net.loader.source import MAX_FILE_BYTES, decode, load_source, parse, read_text
 
@@ -76,6 +76,13 @@ def test_duplicate_keys_name_both_lines():
         one("services:\n  web: {}\n  db: {}\n  web: {}\n")
     assert e.value.line == 4 and e.value.keypath == "services.web"
     assert e.value.message == 'duplicate key "web" (first defined at line 2)'
+
+
+def test_every_duplicate_key_is_reported():
+    with pytest.raises(ConfigErrors) as e:
+        one("services:\n  web:\n    image: a\n    image: b\n  web: {}\nnetworks:\n  n: {}\n  n: {}\n")
+    assert [(x.line, x.keypath) for x in e.value.errors] == [
+        (4, "services.web.image"), (5, "services.web"), (8, "networks.n")]
 
 
 def test_merge_keys_and_explicit_keys_win():
