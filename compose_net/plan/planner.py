@@ -223,9 +223,14 @@ class _Layout:
                         raise _err(project, f"{kp}.driver_opts.ipvlan_flag",
                                    f"unknown ipvlan flag {flag!r} (one of {', '.join(FLAGS)})")
                     if mode != "l2":
-                        # in l3 modes the parent routes: containers have no gateway on the LAN
-                        nets = tuple(ipam.Subnet(s.subnet, None, s.ip_range, s.aux, s.auto, s.keypath, s.note)
-                                     for s in nets)
+                        # in l3 modes the parent routes: containers have no gateway on the LAN,
+                        # and the address a gateway would take is handed out like any other
+                        l3 = []
+                        for s in nets:
+                            note = s.note.split(", gateway ")[0] + f", no gateway (ipvlan {mode}: the parent routes)"
+                            self.notes[self.notes.index(s.note)] = note
+                            l3.append(ipam.Subnet(s.subnet, None, s.ip_range, s.aux, s.auto, s.keypath, note))
+                        nets = tuple(l3)
                 common["masquerade"] = False
                 self.networks[key] = NetworkLayout(**common, subnets=nets, parent=parent, mode=mode, flag=flag,
                                                    own_parent=own_parent)

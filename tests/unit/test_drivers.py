@@ -87,6 +87,9 @@ def test_planned_macvlan_and_ipvlan_projects():
     l3 = [n for n in s["networks"] if n["driver"] == "ipvlan"][0]
     assert l3["subnets"][0]["gateway"] is None and l3["mode"] == "l3" and l3["bridge"] is None
     assert s["containers"][0]["interfaces"][0]["host_ifname"] is None
+    # the plan's explanation says there is no gateway, as the summary does
+    l3_notes = [n for n in plan.notes if n.startswith("p_l3:")]
+    assert l3_notes == ["p_l3: subnet 10.77.0.0/24 as configured, no gateway (ipvlan l3: the parent routes)"]
 
 
 def test_overlay_project_has_vni_in_summary():
