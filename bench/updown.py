@@ -319,6 +319,11 @@ def best_runs(fn, n: int, repeats: int):
     return tuple(min(r[k] for r in runs) for k in range(len(runs[0]))), runs
 
 
+def _slope(xs: list[int], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -379,7 +384,12 @@ def main() -> int:
             down = (row[hi][1] - row[lo][1]) / (hi - lo) * 1000
             extra = "" if name.startswith("compose-net") else f"   (+{(ns_cost[hi] - ns_cost[lo]) / (hi - lo) * 1000:.1f} ms namespaces)"
             print(f"  {name:38} up {up:6.2f}  x{up / ours_up:5.1f}   down {down:6.2f}  x{down / ours_down:5.1f}{extra}")
-        print(f"  targets: up <= 5 ms, down <= 3 ms per added container")
+        print("  targets: up <= 5 ms, down <= 3 ms per added container")
+        if len(sizes) > 2:
+            print(f"least-squares slope over N={','.join(map(str, sizes))} (ms per container, less sensitive to one noisy run):")
+            for name, row in table.items():
+                up, down = (_slope(sizes, [row[n][k] for n in sizes]) * 1000 for k in (0, 1))
+                print(f"  {name:38} up {up:6.2f}   down {down:6.2f}")
     if 100 in table[ref]:
         print(f"\nwhole `up` of 100 containers, process start included: {table[ref][100][0]:.2f} s (target < 1.5 s);"
               f" `down`: {table[ref][100][1]:.2f} s")

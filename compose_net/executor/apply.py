@@ -70,8 +70,8 @@ class Applier:
         unit: Optional[str] = None
         started = time.perf_counter()
         for seq, op in numbered:
-            if fail_after is not None and seq > fail_after:
-                self._inject(fail_after, plan_ops)
+            if fail_after is not None and seq > fail_after and plan_ops:
+                self._inject(fail_after, plan_ops[fail_after - 1])
             if op.unit != unit:
                 self.flush()
                 if unit is not None:
@@ -84,16 +84,15 @@ class Applier:
             handler(self, seq, op)
             self.count += 1
             if fail_after is not None and seq == fail_after:
-                self._inject(fail_after, plan_ops or {seq: op})
+                self._inject(fail_after, op)
         self.flush()
         if unit is not None:
             self._report(unit, started)
         if fail_after is not None and 0 < fail_after <= len(plan_ops):
-            self._inject(fail_after, plan_ops)
+            self._inject(fail_after, plan_ops[fail_after - 1])
 
-    def _inject(self, k: int, plan_ops) -> None:
+    def _inject(self, k: int, op: O.Op) -> None:
         self.flush()
-        op = plan_ops[k] if isinstance(plan_ops, dict) else plan_ops[k - 1]
         raise OpFailed(k, op.describe(), f"injected failure (COMPOSE_NET_FAIL_AFTER={k})")
 
     def _report(self, unit: str, started: float) -> None:
