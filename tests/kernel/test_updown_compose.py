@@ -275,3 +275,21 @@ def test_a_rollback_leaves_the_shared_bridge_and_its_other_users(project_name, t
         _cli("down", "--quiet", project=second, check=False)
         _cli("down", "--quiet", project=first, check=False)
     assert kernel_snapshot() == before
+
+
+def test_overlay_network_on_a_single_host(project_name, tmp_path, down_after):
+    plan = _plan(project_name, tmp_path, """
+        services:
+          a: {networks: [o]}
+          b: {networks: [o]}
+        networks:
+          o: {driver: overlay, ipam: {config: [{subnet: 10.229.0.0/24}]}}
+        """)
+    vxlan = next(op for op in plan.ops if op.kind == "vxlan_create")
+    with state.host_lock():
+        executor.up(plan)
+    info = json.loads(sh("ip", "-j", "-d", "link", "show", vxlan.name).stdout)[0]
+    assert info["linkinfo"]["info_kind"] == "vxlan"
+    assert info["linkinfo"]["info_data"]["id"] == vxlan.vni
+    assert info["master"] == vxlan.master
+    sh("ping", "-c1", "-W2", "10.229.0.3", ns=f"{project_name}-a-1")
