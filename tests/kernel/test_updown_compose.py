@@ -293,3 +293,60 @@ def test_overlay_network_on_a_single_host(project_name, tmp_path, down_after):
     assert info["linkinfo"]["info_data"]["id"] == vxlan.vni
     assert info["master"] == vxlan.master
     sh("ping", "-c1", "-W2", "10.229.0.3", ns=f"{project_name}-a-1")
+
+
+@pytest.fixture
+def veth_parent(project_name):
+    name, other = f"mp{project_name[-6:]}", f"mq{project_name[-6:]}"
+    sh("ip", "link", "add", name, "type", "veth", "peer", "name", other)
+    try:
+        sh("ip", "link", "set", name, "up")
+        sh("ip", "link", "set", other, "up")
+        yield name
+    finally:
+        sh("ip", "link", "del", name, check=False)
+
+
+def test_macvlan_from_a_compose_file(project_name, tmp_path, veth_parent, down_after):
+    plan = _plan(project_name, tmp_path, f"""
+        services:
+          a: {{networks: {{m: {{ipv4_address: 10.224.0.10}}}}}}
+          b: {{networks: [m]}}
+        networks:
+          m:
+            driver: macvlan
+            driver_opts: {{parent: {veth_parent}, macvlan_mode: bridge}}
+            ipam: {{config: [{{subnet: 10.224.0.0/24}}]}}
+        """)
+    with state.host_lock():
+        executor.up(plan)
+    link = json.loads(sh("ip", "-j", "-d", "addr", "show", "eth0", ns=f"{project_name}-a-1").stdout)[0]
+    assert link["linkinfo"]["info_kind"] == "macvlan"
+    assert [a["local"] for a in link["addr_info"] if a["family"] == "inet"] == ["10.224.0.10"]
+    sh("ping", "-c1", "-W2", "10.224.0.10", ns=f"{project_name}-b-1")
+
+
+def test_cli_refuses_a_vlan_parent_this_kernel_cannot_make(project_name, tmp_path, veth_parent):
+    from compose_net.executor.netlink import Rtnl
+
+    sock = Rtnl()
+    try:
+        if sock.kind_supported("vlan"):
+            pytest.skip("this kernel has 802.1q: the refusal cannot be observed")
+    finally:
+        sock.close()
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(f"""
+        services:
+          a: {{networks: [m]}}
+        networks:
+          m:
+            driver: macvlan
+            driver_opts: {{parent: {veth_parent}.10}}
+            ipam: {{config: [{{subnet: 10.225.0.0/24}}]}}
+        """))
+    before = kernel_snapshot()
+    proc = _cli("up", project=project_name, file=path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "vlan" in proc.stderr and "nothing was changed" in proc.stderr
+    assert kernel_snapshot() == before
