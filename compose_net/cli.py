@@ -173,7 +173,8 @@ def _config_extension(project: Any) -> Optional[dict]:
     from compose_net.probe import HostFacts
 
     try:
-        return config_extension(summary(project, HostFacts()))
+        extension = config_extension(summary(project, HostFacts()))
+        return extension if extension["containers"] or extension["networks"] else None
     except PlanningFailed as exc:
         print(f"warning: x-compose-net left out: {exc}", file=sys.stderr)
         return None

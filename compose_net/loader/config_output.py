@@ -15,6 +15,8 @@ import yaml
 
 from compose_net.loader.source import resolve_plain
 
+# top-level sections this tool does not use but `config` prints as given
+TOP_LEVEL_KEPT = ("volumes", "secrets", "configs", "models")
 _PORT_KEYS = ("name", "mode", "host_ip", "target", "published", "protocol", "app_protocol")
 
 
@@ -64,9 +66,12 @@ def config_dict(config: dict) -> dict:
     networks = config.get("networks") or {}
     if networks:
         out["networks"] = {key: dict(sorted(cfg.items())) for key, cfg in sorted(networks.items())}
-    for key in ("volumes", "secrets", "configs"):
+    for key in TOP_LEVEL_KEPT:
         if config.get(key):
             out[key] = config[key]
+    for key, value in config.items():
+        if key.startswith("x-"):
+            out[key] = value  # extensions stay, as `docker compose config` prints them
     return out
 
 

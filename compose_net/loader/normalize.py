@@ -360,7 +360,7 @@ def normalize(data: dict, project: str, profiles: frozenset[str], environ: Mappi
     if "default" in used and "default" not in networks:
         networks["default"] = normalize_network("default", {}, project)
     out["networks"] = networks
-    for key in ("volumes", "secrets", "configs"):
+    for key in ("volumes", "secrets", "configs", "models"):
         if data.get(key):
             out[key] = data[key]
     for key, value in data.items():

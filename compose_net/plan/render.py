@@ -201,4 +201,5 @@ def config_extension(summary: dict[str, Any]) -> dict[str, Any]:
         if ports:
             entry["ports"] = ports
         containers[c["name"]] = entry
-    return {"networks": networks, "containers": containers}
+    # sorted like the rest of `config`'s output
+    return {"networks": dict(sorted(networks.items())), "containers": dict(sorted(containers.items()))}

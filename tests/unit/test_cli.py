@@ -52,13 +52,13 @@ def run(argv, capsys, cwd=None, monkeypatch=None):
     return status, out, err
 
 
-def run_proc(argv, cwd, env=None, timeout=20):
+def run_proc(argv, cwd, env=None, timeout=20, stdin=None):
     """`python -m compose_net ...` as a subprocess: (status, stdout, stderr, seconds)."""
     full_env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARS}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "compose_net", *argv], cwd=cwd, env=full_env,
+    proc = subprocess.run([sys.executable, "-m", "compose_net", *argv], cwd=cwd, env=full_env, input=stdin,
                           capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 
@@ -679,3 +679,38 @@ def test_python_dash_m_and_help(tmp_path):
     assert status == 0 and "compose-net" in out and "config" in out and "up" in out
     status, out, err, _ = run_proc(["bogus-verb"], tmp_path)
     assert status == 2 and "Traceback" not in err
+
+
+def test_config_keeps_extensions_and_sections_it_does_not_use(tmp_path, capsys, monkeypatch):
+    write(tmp_path / "p" / "compose.yml", """\
+x-common: &common {image: x}
+services:
+  a: *common
+volumes:
+  data: {}
+models:
+  llm: {model: ai/smollm2}
+""")
+    status, out, _ = run(["config", "--format", "json"], capsys, tmp_path / "p", monkeypatch)
+    assert status == 0
+    data = json.loads(out)
+    assert data["x-common"] == {"image": "x"}
+    assert data["models"] == {"llm": {"model": "ai/smollm2"}}
+    assert "data" in data["volumes"]
+
+
+def test_project_directory_and_stdin(tmp_path, capsys, monkeypatch):
+    write(tmp_path / "files" / "c.yml", SIMPLE)
+    write(tmp_path / "Proj_Dir" / ".env", "WEB_PORT=4242\n")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(["-f", "files/c.yml", "--project-directory", "Proj_Dir", "config", "--format", "json"],
+                           capsys)
+    assert status == 0, err
+    data = json.loads(out)
+    # the project directory names the project and holds the .env
+    assert data["name"] == "proj_dir"
+    assert data["services"]["web"]["ports"][0]["published"] == "4242"
+    status, out, err, _ = run_proc(["-f", "-", "-p", "fromstdin", "config", "--format", "json"], tmp_path,
+                                   stdin=SIMPLE)
+    assert status == 0, err
+    assert json.loads(out)["networks"]["front"]["name"] == "fromstdin_front"
