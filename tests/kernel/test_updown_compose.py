@@ -350,3 +350,29 @@ def test_cli_refuses_a_vlan_parent_this_kernel_cannot_make(project_name, tmp_pat
     assert proc.returncode == 1, proc.stderr
     assert "vlan" in proc.stderr and "nothing was changed" in proc.stderr
     assert kernel_snapshot() == before
+
+
+def test_cli_refuses_ipvlan_on_a_kernel_without_it(project_name, tmp_path, veth_parent):
+    from compose_net.executor.netlink import Rtnl
+
+    sock = Rtnl()
+    try:
+        if sock.kind_supported("ipvlan"):
+            pytest.skip("this kernel has ipvlan: the refusal cannot be observed")
+    finally:
+        sock.close()
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(f"""
+        services:
+          a: {{networks: [m]}}
+        networks:
+          m:
+            driver: ipvlan
+            driver_opts: {{parent: {veth_parent}}}
+            ipam: {{config: [{{subnet: 10.223.0.0/24}}]}}
+        """))
+    before = kernel_snapshot()
+    proc = _cli("up", project=project_name, file=path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "no ipvlan support" in proc.stderr and "nothing was changed" in proc.stderr
+    assert kernel_snapshot() == before
