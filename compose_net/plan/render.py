@@ -109,32 +109,58 @@ def _node_id(prefix: str, name: str) -> str:
     return prefix + "_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
+class _Ids:
+    """Node ids readable from the names and unique even when two names differ only in
+    punctuation (services `a-b` and `a_b`)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], str] = {}
+        self.taken: set[str] = set()
+
+    def __call__(self, prefix: str, name: str) -> str:
+        key = (prefix, name)
+        if key not in self.ids:
+            base = candidate = _node_id(prefix, name)
+            n = 1
+            while candidate in self.taken:
+                n += 1
+                candidate = f"{base}_{n}"
+            self.taken.add(candidate)
+            self.ids[key] = candidate
+        return self.ids[key]
+
+
 def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
     """The topology: networks (subnet, gateway), containers (interfaces, addresses, ports), and
     an edge per interface. `fmt` is "mermaid" or "dot"."""
     summary = _summary_of(plan) or {"networks": [], "containers": []}
     nets = summary["networks"]
     ctrs = summary["containers"]
+    node = _Ids()
+    for n in nets:
+        node("net", n["name"])
+    for c in ctrs:
+        node("c", c["name"])
     if fmt == "dot":
-        return _dot(plan.project, nets, ctrs)
+        return _dot(plan.project, nets, ctrs, node)
     if fmt != "mermaid":
         raise ValueError(f"unknown graph format {fmt!r}")
     out = ["graph LR"]
     for n in nets:
         sub = "<br/>".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
         label = f"{n['name']}<br/>{n['driver']}" + (" internal" if n.get("internal") else "") + (f"<br/>{sub}" if sub else "")
-        out.append(f'  {_node_id("net", n["name"])}{{{{"{label}"}}}}')
+        out.append(f'  {node("net", n["name"])}{{{{"{label}"}}}}')
     for c in ctrs:
         lines = [c["name"]]
         if c.get("network_mode") and not c.get("interfaces"):
             lines.append(f"network_mode: {c['network_mode']}")
         lines += _ports_text(c)
-        out.append(f'  {_node_id("c", c["name"])}["{"<br/>".join(lines)}"]')
+        out.append(f'  {node("c", c["name"])}["{"<br/>".join(lines)}"]')
         for i in c.get("interfaces", ()):
             addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
-            out.append(f'  {_node_id("c", c["name"])} -- "{i["ifname"]} {addrs}" --- {_node_id("net", i["network"])}')
+            out.append(f'  {node("c", c["name"])} -- "{i["ifname"]} {addrs}" --- {node("net", i["network"])}')
         if c.get("shares"):
-            out.append(f'  {_node_id("c", c["name"])} -. shares netns .-> {_node_id("c", c["shares"])}')
+            out.append(f'  {node("c", c["name"])} -. shares netns .-> {node("c", c["shares"])}')
     return "\n".join(out) + "\n"
 
 
@@ -142,24 +168,24 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]]) -> str:
+def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]], node: _Ids) -> str:
     out = [f"graph {_q(project)} {{", "  rankdir=LR;", "  node [fontname=\"monospace\"];"]
     for n in nets:
         sub = "\\n".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
         label = f"{n['name']}\\n{n['driver']}" + (" internal" if n.get("internal") else "") + (f"\\n{sub}" if sub else "")
-        out.append(f'  {_node_id("net", n["name"])} [shape=ellipse, label="{label}"];')
+        out.append(f'  {node("net", n["name"])} [shape=ellipse, label="{label}"];')
     for c in ctrs:
         lines = [c["name"]]
         if c.get("network_mode") and not c.get("interfaces"):
             lines.append(f"network_mode: {c['network_mode']}")
         lines += _ports_text(c)
         label = "\\n".join(lines)
-        out.append(f'  {_node_id("c", c["name"])} [shape=box, label="{label}"];')
+        out.append(f'  {node("c", c["name"])} [shape=box, label="{label}"];')
         for i in c.get("interfaces", ()):
             addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
-            out.append(f'  {_node_id("c", c["name"])} -- {_node_id("net", i["network"])} [label="{i["ifname"]} {addrs}"];')
+            out.append(f'  {node("c", c["name"])} -- {node("net", i["network"])} [label="{i["ifname"]} {addrs}"];')
         if c.get("shares"):
-            out.append(f'  {_node_id("c", c["name"])} -- {_node_id("c", c["shares"])} [style=dashed, label="shares netns"];')
+            out.append(f'  {node("c", c["name"])} -- {node("c", c["shares"])} [style=dashed, label="shares netns"];')
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -66,3 +66,17 @@ def test_dot_output_is_valid_graphviz():
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert "<svg" in out.stdout and "c_shop_web_1" in out.stdout and "172.18.0.2/16" in out.stdout
+
+
+def test_graph_node_ids_stay_distinct_when_names_differ_only_in_punctuation():
+    from planning_projects import att, net, project, svc
+
+    p = project("p", [svc("a-b", att("n-1")), svc("a_b", att("n_1"))], [net("n-1", "p"), net("n_1", "p")])
+    for fmt in ("mermaid", "dot"):
+        out = render_graph(p, plan_up(p), fmt)
+        ids = set(re.findall(r"\b(?:c|net)_[A-Za-z0-9_]+", out))
+        # two containers and two networks, each its own node
+        assert len({i for i in ids if i.startswith("c_")}) == 2, out
+        assert len({i for i in ids if i.startswith("net_")}) == 2, out
+        edges = [l for l in out.splitlines() if ("---" in l if fmt == "mermaid" else " -- " in l)]
+        assert len(edges) == 2 and len({tuple(re.findall(r"\b(?:c|net)_\w+", e)) for e in edges}) == 2
