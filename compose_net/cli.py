@@ -272,6 +272,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
         if args.format == "json":
             _out("[]")
         else:
+            # the header alone, as `docker compose ps` prints for a project with no containers
+            _out(_table(views.ps_rows({"containers": []})))
             print(f"project {name} is not up", file=sys.stderr)
         return 0
     if args.format == "json":

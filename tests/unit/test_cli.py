@@ -261,6 +261,22 @@ def test_compose_file_variable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COMPOSE_FILE", "a.yml:b.yml")
     status, out, _ = run(["config", "--format", "json"], capsys, tmp_path / "p", monkeypatch)
     assert status == 0 and set(json.loads(out)["services"]) == {"a", "b"}
+    monkeypatch.setenv("COMPOSE_PATH_SEPARATOR", ",")
+    monkeypatch.setenv("COMPOSE_FILE", "b.yml")
+    status, out, _ = run(["config", "--format", "json"], capsys)
+    assert status == 0 and set(json.loads(out)["services"]) == {"b"}
+    # -f wins over COMPOSE_FILE
+    status, out, _ = run(["-f", "a.yml", "config", "--format", "json"], capsys)
+    assert status == 0 and set(json.loads(out)["services"]) == {"a"}
+
+
+def test_compose_variables_from_dotenv(tmp_path, capsys, monkeypatch):
+    write(tmp_path / "p" / "a.yml", "services:\n  a: {image: x}\n  b: {image: x, profiles: [extra]}\n")
+    write(tmp_path / "p" / ".env", "COMPOSE_FILE=a.yml\nCOMPOSE_PROJECT_NAME=fromdotenv\nCOMPOSE_PROFILES=extra\n")
+    status, out, err = run(["config", "--format", "json"], capsys, tmp_path / "p", monkeypatch)
+    assert status == 0, err
+    data = json.loads(out)
+    assert data["name"] == "fromdotenv" and set(data["services"]) == {"a", "b"}
 
 
 def _name(argv, capsys):
@@ -564,6 +580,7 @@ def test_ps_ls_network_ls_when_nothing_is_up(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run(["ps", "-p", "cnnotup"], capsys)
     assert status == 0 and "not up" in err
+    assert out.split()[:2] == ["NAME", "SERVICE"] and len(out.strip().splitlines()) == 1
     status, out, _ = run(["ps", "-p", "cnnotup", "--format", "json"], capsys)
     assert status == 0 and json.loads(out) == []
     status, out, _ = run(["ls"], capsys)
