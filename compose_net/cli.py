@@ -183,12 +183,8 @@ def _config_extension(project: Any) -> Optional[dict]:
 def cmd_up(args: argparse.Namespace) -> int:
     result = _load(args, args.services)
     project = result.project
-    if args.services:
-        from compose_net.graph import select
-
-        project = select(project, tuple(args.services))
     if args.dry_run:
-        plan = _plan(project, dry_run=True)
+        plan = _plan(_selected(project, args.services), dry_run=True)
         from compose_net.plan import render
 
         for warning in plan.warnings:
@@ -200,12 +196,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     reporter = Progress.for_args(args)
     started = time.monotonic()
     with state.host_lock():
-        plan = _plan(project, dry_run=False)
+        plan = _plan(_selected(project, args.services), dry_run=False)
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
     reporter.done(f"project {project.name} {_describe_outcome(outcome)}", time.monotonic() - started)
     return 0
+
+
+def _selected(project: Any, services: Sequence[str]) -> Any:
+    """What `up SERVICE...` brings up: those services, their dependencies, and the services of
+    the project that are up already (as `docker compose up web` leaves the others running; an
+    `up` of the subset alone would tear them down as removed)."""
+    if not services:
+        return project
+    from compose_net import state
+    from compose_net.graph import select
+
+    running = state.read_summary(project.name) or {}
+    keep = [c.get("service") for c in running.get("containers", ())]
+    return select(project, tuple(dict.fromkeys([*services, *(s for s in keep if s in project.services)])))
 
 
 def _describe_outcome(outcome: Any) -> str:
