@@ -92,3 +92,21 @@ def test_profiles_leave_services_and_their_networks_out():
     assert list(out["services"]) == ["web", "debug"] and "dbgnet" in out["networks"]
     assert list(norm(data, profiles=["*"])["services"]) == ["web", "debug", "all"]
     assert active_profiles(["a"], {"COMPOSE_PROFILES": "b, c"}) == {"a", "b", "c"}
+
+
+def test_targeted_services_are_enabled_with_their_dependencies_whatever_their_profiles():
+    from compose_net.loader.normalize import targeted_services
+
+    services = {
+        "web": {},
+        "dbg": {"profiles": ["debug"], "depends_on": ["tool"], "links": ["cache:c"]},
+        "tool": {"profiles": ["tools"], "network_mode": "service:base"},
+        "base": {"profiles": ["x"]},
+        "cache": {"profiles": ["y"], "depends_on": {"nosuch": {"condition": "service_started"}}},
+        "other": {"profiles": ["z"]},
+    }
+    enabled = targeted_services(services, ["dbg"])
+    assert enabled == {"dbg", "tool", "base", "cache"}
+    out = normalize({"services": services}, "p", frozenset(), {}, enabled)
+    assert set(out["services"]) == {"web", "dbg", "tool", "base", "cache"}
+    assert set(norm({"services": services})["services"]) == {"web"}
