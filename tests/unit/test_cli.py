@@ -363,8 +363,8 @@ def test_unset_variable_warns_and_required_one_fails(tmp_path, capsys, monkeypat
     write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X:?set the tag}\n")
     status, out, err = run(["config"], capsys)
     assert status == 2 and out == ""
-    assert err.strip() == "compose.yml:3: services.web.image: set the tag" or \
-        (ERROR_LINE.match(err.strip()) and "set the tag" in err)
+    assert err.strip() == ("compose.yml:3: services.web.image: required variable IMAGE_TAG_UNSET_X is missing a "
+                           "value: set the tag")
 
 
 # --- profiles -----------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def test_dry_run_succeeds_without_parents_kernel_support_or_external_network(tmp
     assert status == 0, err
     ops = json.loads(out)
     kinds = {o["op"] for o in ops}
-    assert {"macvlan_create", "ipvlan_create"} <= kinds or ("macvlan" in out and "ipvlan" in out)
+    assert {"macvlan_create", "ipvlan_create", "vxlan_create"} <= kinds
     assert "192.168.77.10" in out and "mv_ov" in out
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert any("cnnosuch0" in w for w in warnings)
@@ -664,9 +664,9 @@ def test_deep_nesting(tmp_path):
     _assert_one_clean_line(*run_proc(["up", "--dry-run"], tmp_path), "nest")
     write(tmp_path / "compose.yml", "x-deep: " + "{a: " * 50_000 + "1" + "}" * 50_000 + "\n")
     _assert_one_clean_line(*run_proc(["config"], tmp_path), "nest")
+    # block style: nesting by indentation
     write(tmp_path / "compose.yml", "x-deep:\n" + "".join(" " * i + "- \n" for i in range(1, 2000)))
-    status, out, err, seconds = run_proc(["config"], tmp_path)
-    assert "Traceback" not in err and seconds < 5 and status in (0, 2)
+    _assert_one_clean_line(*run_proc(["config"], tmp_path), "nest")
 
 
 def test_binary_file_with_f(tmp_path):
