@@ -749,3 +749,21 @@ def test_up_service_keeps_the_services_that_are_up(tmp_path, capsys, monkeypatch
     assert status == 0, err
     netns = {o["name"] for o in json.loads(out) if o["op"] == "netns_create"}
     assert netns == {"shop-db-1", "shop-web-1", "shop-api-1"}  # web is up, and needs api
+
+
+def test_graph_output_without_graphviz(tmp_path):
+    (tmp_path / "bin").mkdir()
+    status, out, err, _ = run_proc(["graph", "--output", str(tmp_path / "g.svg")], ROOT / "examples" / "three-tier",
+                                   env={"PATH": str(tmp_path / "bin")})
+    assert status == 1 and out == ""
+    assert err.strip() == "error: Graphviz `dot` is not installed (apt-get install graphviz)"
+    assert not (tmp_path / "g.svg").exists()
+
+
+def test_runtime_errors_exit_1_and_debug_shows_their_traceback(tmp_path):
+    status, out, err, _ = run_proc(["network", "inspect", "cn-no-such-net"], tmp_path,
+                                   env={"COMPOSE_NET_STATE_DIR": str(tmp_path / "state")})
+    assert status == 1 and json.loads(out) == [] and "no such network: cn-no-such-net" in err
+    status, out, err, _ = run_proc(["--debug", "exec", "-p", "cnnotup", "web", "--", "true"], tmp_path,
+                                   env={"COMPOSE_NET_STATE_DIR": str(tmp_path / "state")})
+    assert status == 1 and "Traceback" in err and "project cnnotup is not up" in err
