@@ -138,7 +138,7 @@ def _project_name(args: argparse.Namespace) -> str:
     if name:
         from compose_net.loader import check_project_name
 
-        check_project_name(name)
+        check_project_name(name, "-p" if args.project_name else "COMPOSE_PROJECT_NAME")
         return name
     return _load(args).project.name
 

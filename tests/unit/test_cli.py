@@ -318,6 +318,9 @@ def test_invalid_compose_project_name_variable(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", "Bad Name")
     status, out, err = run(["config"], capsys, tmp_path / "d", monkeypatch)
     assert status == 2 and out == "" and "COMPOSE_PROJECT_NAME" in err
+    # commands that work from state alone name the variable too
+    status, out, err = run(["ps"], capsys)
+    assert status == 2 and out == "" and err.startswith("(command line): COMPOSE_PROJECT_NAME: invalid project name")
 
 
 def test_global_options_work_after_the_verb(tmp_path, capsys, monkeypatch):
