@@ -50,6 +50,8 @@ class Applier:
         self.indexes: dict[tuple[Optional[str], str], int] = {}
         self.batch: list[tuple[int, O.Op, int, bytes]] = []
         self.batch_ns: object = _NO_BATCH
+        # settings that need the batch's links to exist first (sysfs knobs of a new bridge port)
+        self.after_batch: list[tuple[int, O.Op, Callable[[], object]]] = []
         self.done: list[O.Op] = []  # journaled by this run, so rollback knows what to undo
         self.errors: list[str] = []
         self.warnings: list[str] = []
@@ -181,6 +183,12 @@ class Applier:
                 # The name is taken by someone else, whose object our rollback must not touch.
                 self.done = [o for o in self.done if o is not op]
             self.fail(seq, op, str(err))
+        pending, self.after_batch = self.after_batch, []
+        for seq, op, action in pending:
+            try:
+                action()
+            except OSError as exc:
+                self.fail(seq, op, f"{exc.strerror or exc}")
 
     def _journal(self, ops: list[O.Op]) -> None:
         if not self.undo:
@@ -286,6 +294,16 @@ def _veth_create(ap: Applier, seq: int, op: O.VethCreate) -> None:
         None, seq, op,
         lambda s: netlink.new_veth(s, op.name, op.group, master, op.mtu, op.peer_name, fd, op.peer_mac),
     )
+    if op.hairpin and not ap.undo:
+        # No netlink attribute sets a bridge port flag while the port is being created; the
+        # port's sysfs knob works once the batch has made it.
+        knob = f"/sys/class/net/{op.name}/brport/hairpin_mode"
+        ap.after_batch.append((seq, op, lambda: _write_knob(knob, "1")))
+
+
+def _write_knob(path: str, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
 
 
 def _target_fd(ap: Applier, seq: int, op: O.Op, ns: str) -> int:
