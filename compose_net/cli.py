@@ -200,6 +200,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
+    for warning in getattr(outcome, "warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
     reporter.done(f"project {project.name} {_describe_outcome(outcome)}", time.monotonic() - started)
     return 0
 
