@@ -632,6 +632,10 @@ def test_graph_output_svg(tmp_path, capsys, monkeypatch):
     assert status == 0, err
     text = target.read_text()
     assert "<svg" in text and "shop_frontend" in text
+    png = tmp_path / "topology.png"
+    status, out, err = run(["graph", "-o", str(png)], capsys)
+    assert status == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_graph_output_unknown_type(tmp_path, capsys, monkeypatch):
