@@ -522,6 +522,12 @@ class _Layout:
             own_links.update(x for x in (net.bridge, net.vxlan, net.parent) if x)
         for box in self.boxes.values():
             own_links.update(it.layout.host_ifname for it in box.ifaces if it.layout.host_ifname)
+        # links of the running project that this edit removes are still ours, not foreign
+        for net in self.own_summary.get("networks", ()):
+            if not net.get("external") or net.get("shared"):
+                own_links.update(net.get(k) for k in ("bridge", "vxlan") if net.get(k))
+        for c in self.own_summary.get("containers", ()):
+            own_links.update(i["host_ifname"] for i in c.get("interfaces", ()) if i.get("host_ifname"))
         others = [int(s["group"]) for s in self.others.values() if isinstance(s.get("group"), int)]
         previous = self.own_summary.get("group")
         foreign = {g for name, g in self.facts.links.items() if name not in own_links}

@@ -76,7 +76,6 @@ def down_after(project_name):
 
 
 def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
-    # (Removing a service is covered with hand-built plans in test_updown_lifecycle.py.)
     first = _plan(project_name, tmp_path, """
         services:
           web: {networks: [n]}
@@ -123,6 +122,25 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     got = sh(sys.executable, "-c", resolve, "db", ns=f"{project_name}-cache-1").stdout.strip()
     assert got == db_m.split("/")[0]
     assert list(state.Journal(project_name).read().ops) == list(edited.ops)
+
+    # Removing a service keeps the project's link group: only the removed unit goes.
+    group = summary["group"]
+    shrunk = _plan(project_name, tmp_path, """
+        services:
+          web: {networks: [n]}
+          db: {networks: [n, m]}
+        networks:
+          n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
+          m: {ipam: {config: [{subnet: 10.227.1.0/24}]}}
+        """)
+    with state.host_lock():
+        result = executor.up(shrunk)
+    assert result.removed == (f"container:{project_name}-cache-1",)
+    assert result.recreated == () or all(not u.startswith("container:") for u in result.recreated)
+    assert os.stat(f"/run/netns/{web}").st_ino == inode
+    assert state.read_summary(project_name)["group"] == group
+    assert not Path(f"/run/netns/{project_name}-cache-1").exists()
+    assert f"{project_name}-cache-1" not in sh("ip", "netns", "list").stdout
 
 
 def test_two_projects_at_once_get_different_subnets(project_name, tmp_path):
