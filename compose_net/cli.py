@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print the normalized, interpolated, validated model")
     c.add_argument("--format", choices=("yaml", "json"), default="yaml")
     c.add_argument("-q", "--quiet", action="store_true", help="only validate")
+    c.add_argument("--services", action="store_true", help="print the service names, one per line")
+    c.add_argument("--networks", action="store_true", help="print the network keys, one per line")
 
     u = sub.add_parser("up", help="create the project's networking")
     u.add_argument("services", nargs="*", metavar="SERVICE", help="only these services and their dependencies")
@@ -156,6 +158,13 @@ def _plan(project, dry_run: bool):
 def cmd_config(args: argparse.Namespace) -> int:
     result = _load(args)
     if args.quiet:
+        return 0
+    if args.services or args.networks:
+        # as `docker compose config --services/--networks`: names only, sorted
+        if args.services:
+            _out("\n".join(sorted(result.config.get("services") or {})))
+        if args.networks:
+            _out("\n".join(sorted(result.config.get("networks") or {})))
         return 0
     from compose_net.loader.config_output import render
 

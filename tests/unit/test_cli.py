@@ -159,6 +159,10 @@ def test_config_json_and_quiet(tmp_path, capsys, monkeypatch):
     assert data["networks"]["front"]["name"] == "shop_front"
     status, out, err = run(["config", "-q"], capsys)
     assert status == 0 and out == "" and err == ""
+    status, out, _ = run(["config", "--services"], capsys)
+    assert status == 0 and out == "db\nweb\n"
+    status, out, _ = run(["config", "--networks"], capsys)
+    assert status == 0 and out == "back\nfront\n"
 
 
 def test_config_adds_containers_and_addresses_under_x_compose_net(tmp_path, capsys, monkeypatch):
