@@ -40,6 +40,13 @@ def remove(path: str) -> bool:
     except FileNotFoundError:
         removed = False
     parent = os.path.dirname(path)
+    # a writer killed between its temporary file and the rename leaves that file behind
+    prefix, suffix = f".{os.path.basename(path)}.", ".tmp"
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            if name.startswith(prefix) and name.endswith(suffix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(parent, name))
     if os.path.dirname(parent) == NETNS_ETC_DIR:
         with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(parent)  # fails harmlessly while other files remain
