@@ -7,6 +7,7 @@ container's namespace is simply the container's name (what `ip netns exec NAME` 
 
 from __future__ import annotations
 
+import os
 import hashlib
 from typing import Iterable, Mapping
 
@@ -16,6 +17,11 @@ LEGACY_NETWORK = "bridge"
 LEGACY_GROUP = 0x7C4E0001  # link group of cn0: never a project's, so no project's group delete takes it
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 STATE_DIR = "/run/compose-net"
+
+
+def state_root() -> str:
+    """The root of every project's state; COMPOSE_NET_STATE_DIR moves it (as `state.py` reads it)."""
+    return os.environ.get("COMPOSE_NET_STATE_DIR", STATE_DIR)
 NETNS_ETC = "/etc/netns"
 
 
@@ -77,11 +83,11 @@ def default_hostname(project: str, container: str) -> str:
 
 
 def state_dir(project: str) -> str:
-    return f"{STATE_DIR}/{project}"
+    return f"{state_root()}/{project}"
 
 
 def summary_path(project: str) -> str:
-    return f"{STATE_DIR}/{project}/project.json"
+    return f"{state_root()}/{project}/project.json"
 
 
 def netns_file(container: str, name: str) -> str:

@@ -224,11 +224,11 @@ def _features() -> tuple[frozenset[str], bool]:
 def _projects() -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
     try:
-        entries = sorted(os.listdir(naming.STATE_DIR))
+        entries = sorted(os.listdir(naming.state_root()))
     except OSError:
         return out
     for name in entries:
-        text = _read(f"{naming.STATE_DIR}/{name}/project.json")
+        text = _read(f"{naming.state_root()}/{name}/project.json")
         if not text:
             continue
         try:

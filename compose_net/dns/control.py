@@ -30,7 +30,7 @@ _children: dict[str, subprocess.Popen] = {}
 
 
 def _state(project: str, state: Optional[Path]) -> Path:
-    return Path(state) if state else STATE_ROOT / project
+    return Path(state) if state else Path(os.environ.get("COMPOSE_NET_STATE_DIR", STATE_ROOT)) / project
 
 
 def _read_pid(state: Path) -> int:

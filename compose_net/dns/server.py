@@ -80,7 +80,7 @@ def _setns(fd: int) -> None:
 
 
 def state_dir(project: str) -> Path:
-    return STATE_ROOT / project
+    return Path(os.environ.get("COMPOSE_NET_STATE_DIR", STATE_ROOT)) / project
 
 
 def records_path(project: str) -> Path:

@@ -17,7 +17,8 @@ from compose_net.errors import ConfigError
 from compose_net.keypath import format_path, locate
 from compose_net.loader.source import Loc
 
-SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+# `compose_net/schemas` links to the checkout's `schemas/`, so a wheel carries the schema too
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "schemas", "compose-spec.json")
 _validator: Any = None
 
