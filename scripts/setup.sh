@@ -10,6 +10,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v flock >/dev/null || need+=(util-linux)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v sysctl >/dev/null || need+=(procps)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
