@@ -150,6 +150,12 @@ def reload(project: str, state: Optional[Path] = None, timeout: float = START_TI
     st = _state(project, state)
     pid = running_pid(project, st)
     if not pid:
+        # It died (a crash, kill -9, an OOM kill): a later `up` must not fail on that, so start
+        # it afresh on the records it served, which is what a reload would have made it serve.
+        records = _read_status(st).get("records") or str(st / "project.json")
+        if Path(records).is_file():
+            start(project, records, st, timeout)
+            return
         raise RuntimeFailure(f"the DNS server of {project} does not run")
     records = _read_status(st).get("records")
     if not records:

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional, Union
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 DEFAULT_TTL = 600
+MAX_TTL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class View:
     upstreams: tuple[IPAddress, ...]  # empty: never forward (internal-only container)
     ttl: int
     scope: tuple = field(default=())
+    _by_network: Mapping[str, NetworkTable] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_network", {normalize(t.network): t for t in self.tables})
 
     def lookup(self, qname: str) -> Optional[Answer]:
         """The answer for `qname` (any case, trailing dot or not, maybe with a search suffix);
@@ -90,6 +95,17 @@ class View:
             found = table.names.get(name)
             if found is not None:
                 return found
+        # Docker also answers NAME.NETWORK (the form its PTR answers carry) with the target's
+        # address on that one network, when the asker is on it. Names and network names may
+        # hold dots, so every split is tried, the longest name first, as Docker does.
+        cut = name.rfind(".")
+        while cut > 0:
+            table = self._by_network.get(name[cut + 1 :])
+            if table is not None:
+                found = table.names.get(name[:cut])
+                if found is not None:
+                    return found
+            cut = name.rfind(".", 0, cut)
         return None
 
     def reverse(self, qname: str) -> Optional[str]:
@@ -142,7 +158,9 @@ def _is_default_bridge(net: Mapping[str, Any]) -> bool:
 def build(summary: Mapping[str, Any]) -> Records:
     """Every container namespace's view of the project's names."""
     project = summary.get("project", "")
-    ttl = int(summary.get("dns_ttl") or DEFAULT_TTL)
+    ttl = summary.get("dns_ttl")
+    # 0 is a valid TTL (answers not cached); the field is a 32-bit unsigned count (RFC 2181 §8).
+    ttl = DEFAULT_TTL if ttl is None else min(max(int(ttl), 0), MAX_TTL)
     networks = {n["name"]: n for n in summary.get("networks", ())}
     host_ns = tuple(ipaddress.ip_address(a) for a in summary.get("host_nameservers") or ())
     containers = [c for c in summary.get("containers", ())]

@@ -6,6 +6,7 @@ Only names the project knows are asked here: unknown ones would go to the machin
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ import pytest
 from dnslib import DNSRecord
 
 from conftest import sh
-from test_dns_server import in_netns, ips, query
+from test_dns_server import StubUpstream, in_netns, ips, query
 
 pytestmark = pytest.mark.kernel
 
@@ -188,3 +189,111 @@ def test_compose_net_dns_runs_the_server_in_the_foreground(up_project):
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert not (state / "dns.pid").exists() and not (state / "dns.status").exists()
+
+
+MODES = """
+services:
+  web:
+    image: x
+    networks: [front]
+  api:
+    image: x
+    deploy: {replicas: 3}
+    networks: [front]
+  fwd:
+    image: x
+    dns: ["127.0.0.153"]
+    networks: [front]
+  side:
+    image: x
+    network_mode: "service:web"
+  hostc:
+    image: x
+    network_mode: host
+  nonec:
+    image: x
+    network_mode: none
+networks:
+  front: {}
+"""
+
+# From inside a container, the way a program there resolves: glibc's getaddrinfo through the
+# namespace's resolv.conf (ip netns exec bind-mounts it), one process asking many times.
+SPREAD = """
+import collections, socket, sys
+firsts = collections.Counter()
+for _ in range(60):
+    infos = socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)
+    firsts[infos[0][4][0]] += 1
+    assert len(infos) == 3, infos
+print(" ".join(sorted(firsts)))
+"""
+
+
+@pytest.fixture
+def stub():
+    s = StubUpstream()
+    yield s
+    s.close()
+
+
+def test_modes_forwarding_and_clients_spread_over_replicas(project_name, tmp_path, stub):
+    p = project_name
+    (tmp_path / "compose.yml").write_text(MODES)
+    try:
+        compose(p, tmp_path, "up")
+        info = {c["name"]: c for c in summary(p)["containers"]}
+        web, fwd = f"{p}-web-1", f"{p}-fwd-1"
+        assert Path(f"/etc/netns/{fwd}/resolv.conf").read_text() == "nameserver 127.0.0.11\noptions ndots:0\n"
+        # none: the host's resolv.conf copy and no embedded DNS socket in its namespace
+        none_ns = info[f"{p}-nonec-1"]["netns"]
+        copy = Path(f"/etc/netns/{none_ns}/resolv.conf").read_text()
+        servers = [line.split()[1] for line in copy.splitlines() if line.startswith("nameserver")]
+        assert servers == summary(p)["host_nameservers"] and "127.0.0.11" not in copy
+        served = json.loads(Path(f"/run/compose-net/{p}/dns.status").read_text())["netns"]
+        assert none_ns not in served and info[f"{p}-hostc-1"]["netns"] is None
+        assert sorted(served) == sorted(info[n]["netns"] for n in (web, fwd, *(f"{p}-api-{i}" for i in (1, 2, 3))))
+        # the sidecar lives in web's namespace: it asks through web's sockets, and its own
+        # names are not the project's (the stub upstream answers 198.51.100.7 for anything)
+        assert info[f"{p}-side-1"]["netns"] == info[web]["netns"]
+        assert ips(query(fwd, "side")) == ["198.51.100.7"] and "side." in stub.asked
+        # the container's dns: servers get what the project does not know; its names never go there
+        assert ips(query(fwd, "Example.ORG")) == ["198.51.100.7"] and "example.org." in stub.asked
+        replicas = sorted(address(p, f"{p}-api-{i}", "front") for i in (1, 2, 3))
+        assert sorted(ips(query(fwd, "api"))) == replicas
+        assert ips(query(fwd, f"web.{p}_front")) == [address(p, web, "front")]
+        assert not any(n.startswith(("api", "web")) for n in stub.asked)
+        # The shuffle reaches clients as far as glibc lets it: getaddrinfo sorts by RFC 3484
+        # rule 9 (longest prefix shared with the source address, within its subnet), so among
+        # replicas it keeps the DNS order only of those equally close to the client (as behind
+        # Docker's DNS). Every one of those must come first for some lookups.
+        me = int(ipaddress.ip_address(address(p, fwd, "front")))
+        common = {r: 32 - (int(ipaddress.ip_address(r)) ^ me).bit_length() for r in replicas}
+        closest = sorted(r for r in replicas if common[r] == max(common.values()))
+        assert len(closest) >= 2  # else this would test nothing
+        out = sh("ip", "netns", "exec", fwd, sys.executable, "-c", SPREAD, "api").stdout.split()
+        assert out == closest
+        # the PTR target names the network, and resolves back
+        target = sh("dig", "+short", "-x", replicas[0], ns=fwd).stdout.strip()
+        assert target.endswith(f".{p}_front.")
+        assert sh("dig", "+short", target, ns=fwd).stdout.split() == [replicas[0]]
+    finally:
+        compose(p, tmp_path, "down", check=False)
+
+
+def test_up_after_the_server_was_killed_starts_it_again(up_project):
+    import signal
+
+    p, workdir = up_project
+    state = Path(f"/run/compose-net/{p}")
+    pid = int((state / "dns.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while Path(f"/proc/{pid}").exists() and "compose_net" in Path(f"/proc/{pid}/cmdline").read_text() \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (workdir / "compose.yml").write_text(BASE.replace("\nnetworks:\n", ADDED + "networks:\n", 1))
+    compose(p, workdir, "up")
+    pid2 = int((state / "dns.pid").read_text())
+    assert pid2 != pid
+    assert ips(query(f"{p}-web-1", "redis")) == [address(p, f"{p}-cache-1", "back")]

@@ -473,6 +473,23 @@ def test_stale_pid_file_is_replaced(project, stub):
     assert ips(query(project.ns("web"), "web")) == ["172.20.0.2"]
 
 
+def test_reload_of_a_crashed_server_starts_it_again(project, stub):
+    # A later `up` reloads the server; it must not fail because the server was killed meanwhile.
+    project.add("web", 1, [("front", "172.20.0.2", [])])
+    pid = project.start()
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 3
+    while control.is_running(project.name, state=project.state) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    project.add("db", 1, [("front", "172.20.0.3", [])])
+    project.write()
+    control.reload(project.name, state=project.state)
+    pid2 = control.running_pid(project.name, state=project.state)
+    assert pid2 and pid2 != pid
+    assert ips(query(project.ns("web"), "db")) == ["172.20.0.3"]
+    assert ips(query(project.ns("db"), "web")) == ["172.20.0.2"]
+
+
 def test_hostile_packets_never_stop_the_server(project, stub):
     project.add("web", 1, [("front", "172.20.0.2", [])])
     pid = project.start()

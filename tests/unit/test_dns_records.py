@@ -172,3 +172,31 @@ def test_build_does_not_change_its_input():
     before = copy.deepcopy(summary)
     build(summary)
     assert summary == before
+
+
+def test_name_dot_network_answers_that_networks_address_to_askers_on_it(views):
+    # tool's first network is back, so `web` alone answers web's back address; NAME.NETWORK
+    # (the form of Docker's PTR targets) picks the network
+    assert addrs(views["ns-tool"], "web") == ["172.21.0.2"]
+    assert addrs(views["ns-tool"], "web.p_front") == ["172.20.0.2"]
+    assert addrs(views["ns-tool"], "P-Web-1.P_FRONT.") == ["172.20.0.2"]
+    assert addrs(views["ns-tool"], "dbback.p_back") == ["172.21.0.10"]
+    # an alias of another network does not answer under this one
+    assert addrs(views["ns-db"], "dbpriv.p_back") is None
+    # the asker must be on the network it names
+    assert addrs(views["ns-proxy"], "db.p_back") is None
+    assert addrs(views["ns-web"], "db.p_priv") is None
+    # with a search suffix too
+    assert addrs(views["ns-web"], "db.p_back.corp.example") == ["172.21.0.10"]
+
+
+def test_ttl_comes_from_the_summary_and_zero_is_kept():
+    summary = sample_summary()
+    assert build(summary).ttl == 600
+    summary["dns_ttl"] = 0
+    records = build(summary)
+    assert records.ttl == 0 and records.views["ns-web"].ttl == 0
+    summary["dns_ttl"] = 5
+    assert build(summary).views["ns-api1"].ttl == 5
+    del summary["dns_ttl"]
+    assert build(summary).ttl == 600

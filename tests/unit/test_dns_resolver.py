@@ -273,3 +273,19 @@ def test_caches_are_per_resolver_so_a_reload_starts_clean(views):
     new_views = build(summary).views
     new = Resolver()
     assert rdata(ask(new, new_views["ns-web"], "db")) == ["172.21.0.99"]
+
+
+def test_configured_ttl_is_on_the_wire():
+    summary = sample_summary()
+    summary["dns_ttl"] = 7
+    views = build(summary).views
+    r = ask(Resolver(), views["ns-web"], "api")
+    assert [rr.ttl for rr in r.rr] == [7, 7, 7]
+
+
+def test_name_dot_network_on_the_wire_and_ptr_target_round_trips(resolver, views):
+    ptr = rdata(ask(resolver, views["ns-tool"], "2.0.20.172.in-addr.arpa", "PTR"))
+    assert ptr == ["p-web-1.p_front."]
+    for _ in range(2):  # the second round is a cache hit
+        assert rdata(ask(resolver, views["ns-tool"], ptr[0])) == ["172.20.0.2"]
+        assert rdata(ask(resolver, views["ns-tool"], "web")) == ["172.21.0.2"]
