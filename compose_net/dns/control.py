@@ -116,6 +116,17 @@ def start(project: str, records_path: str | Path, state: Optional[Path] = None, 
         time.sleep(0.01)
 
 
+def ensure_running(project: str, records_path: str | Path, state: Optional[Path] = None,
+                   timeout: float = START_TIMEOUT) -> bool:
+    """Start the server when it does not run (it crashed, was killed, or the host rebooted);
+    a running one is left alone. For an `up` that finds nothing else to change. True when it
+    had to start it."""
+    if running_pid(project, state):
+        return False
+    start(project, records_path, state, timeout)
+    return True
+
+
 def probe(netns: str, timeout: float = 0.5) -> bool:
     """Whether the server answers at 127.0.0.11:53 inside `netns`. The probe is a bare header
     (no question): the server answers it FORMERR itself, so nothing goes upstream."""

@@ -490,6 +490,20 @@ def test_reload_of_a_crashed_server_starts_it_again(project, stub):
     assert ips(query(project.ns("db"), "web")) == ["172.20.0.2"]
 
 
+def test_ensure_running_starts_only_a_dead_server(project, stub):
+    project.add("web", 1, [("front", "172.20.0.2", [])])
+    pid = project.start()
+    assert control.ensure_running(project.name, project.records, state=project.state) is False
+    assert control.running_pid(project.name, state=project.state) == pid
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 3
+    while control.is_running(project.name, state=project.state) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert control.ensure_running(project.name, project.records, state=project.state) is True
+    assert control.running_pid(project.name, state=project.state) not in (0, pid)
+    assert ips(query(project.ns("web"), "web")) == ["172.20.0.2"]
+
+
 def test_hostile_packets_never_stop_the_server(project, stub):
     project.add("web", 1, [("front", "172.20.0.2", [])])
     pid = project.start()
