@@ -211,7 +211,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         outcome = executor.up(plan, progress=reporter)
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
-    reporter.done(f"project {project.name} {_describe_outcome(outcome)}", time.monotonic() - started)
+    message = f"project {project.name} {_describe_outcome(outcome)}"
+    if not getattr(outcome, "changed", True) and not reporter.enabled and not args.quiet:
+        # not progress but the answer: an `up` that changed nothing says so even when quiet
+        # about progress (on stderr, so scripts reading stdout see nothing)
+        print(message, file=sys.stderr)
+    reporter.done(message, time.monotonic() - started)
     return 0
 
 

@@ -607,7 +607,8 @@ class _Layout:
                 lines.append("search " + " ".join(svc.dns_search))
             opts = list(svc.dns_opt)
             if not any(o.startswith("ndots:") for o in opts):
-                opts.insert(0, "ndots:0")
+                # after the user's options, as Docker's libnetwork appends its resolver's
+                opts.append("ndots:0")
             lines.append("options " + " ".join(opts))
             return "\n".join(lines) + "\n"
         # no embedded DNS: the host's file, with the service's own dns/dns_search/dns_opt

@@ -118,7 +118,7 @@ def test_resolv_conf_and_hosts():
                 [net("a", "p")])
     plan = plan_up(p)
     files = {o.path: o.content for o in by_kind(plan, "file_write")}
-    assert files["/etc/netns/p-s-1/resolv.conf"] == "nameserver 127.0.0.11\nsearch corp\noptions ndots:0 timeout:2\n"
+    assert files["/etc/netns/p-s-1/resolv.conf"] == "nameserver 127.0.0.11\nsearch corp\noptions timeout:2 ndots:0\n"
     hosts = files["/etc/netns/p-s-1/hosts"].splitlines()
     assert hosts[0] == "127.0.0.1\tlocalhost" and hosts[1].startswith("::1\tlocalhost")
     assert hosts[-3:] == ["172.18.0.1\tgw", "10.0.0.5\tdb", "172.18.0.2\tbox.example.org box"]
