@@ -277,6 +277,10 @@ def test_modes_forwarding_and_clients_spread_over_replicas(project_name, tmp_pat
         target = sh("dig", "+short", "-x", replicas[0], ns=fwd).stdout.strip()
         assert target.endswith(f".{p}_front.")
         assert sh("dig", "+short", target, ns=fwd).stdout.split() == [replicas[0]]
+        # not an open resolver: the server has no socket in the host's namespace
+        pid = Path(f"/run/compose-net/{p}/dns.pid").read_text().strip()
+        assert f"pid={pid}," not in sh("ss", "-H", "-anup").stdout + sh("ss", "-H", "-antp").stdout
+        assert f"pid={pid}," in sh("ss", "-H", "-lnup", ns=fwd).stdout
     finally:
         compose(p, tmp_path, "down", check=False)
 
@@ -297,3 +301,40 @@ def test_up_after_the_server_was_killed_starts_it_again(up_project):
     pid2 = int((state / "dns.pid").read_text())
     assert pid2 != pid
     assert ips(query(f"{p}-web-1", "redis")) == [address(p, f"{p}-cache-1", "back")]
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
+def test_up_removing_a_service_frees_its_namespace(up_project):
+    # The server closes the sockets it holds in a removed container's namespace when that
+    # container goes: an open socket would keep the (unmounted) namespace alive.
+    p, workdir = up_project
+    proxy = next(c for c in summary(p)["containers"] if c["service"] == "proxy")
+    veth = proxy["interfaces"][0]["host_ifname"]
+    assert sh("ip", "link", "show", veth, check=False).returncode == 0
+    pid = int(Path(f"/run/compose-net/{p}/dns.pid").read_text())
+    before = _socket_inodes(pid)
+    text = BASE.replace("  proxy:\n    image: x\n    networks: [front]\n", "")
+    assert text != BASE
+    (workdir / "compose.yml").write_text(text)
+    compose(p, workdir, "up")
+    deadline = time.monotonic() + 3
+    while sh("ip", "link", "show", veth, check=False).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sh("ip", "link", "show", veth, check=False).returncode != 0
+    assert proxy["netns"] not in os.listdir("/run/netns")
+    # its UDP and TCP listening sockets are gone, the others stay (the same server)
+    assert int(Path(f"/run/compose-net/{p}/dns.pid").read_text()) == pid
+    after = _socket_inodes(pid)
+    assert after < before and len(before - after) == 2
+    assert ips(query(f"{p}-web-1", "db")) == [address(p, f"{p}-db-1", "back")]
