@@ -504,6 +504,50 @@ def test_ensure_running_starts_only_a_dead_server(project, stub):
     assert ips(query(project.ns("web"), "web")) == ["172.20.0.2"]
 
 
+def test_forwarding_concurrency_is_bounded(project, stub):
+    # More queries than MAX_PENDING for an upstream that never answers: the ones over the bound
+    # get SERVFAIL at once, the others when the forward timeout ends; the server never holds
+    # more than MAX_PENDING upstream sockets, and every query gets its answer.
+    from compose_net.dns.server import FORWARD_TIMEOUT, MAX_PENDING
+
+    project.add("mute", 1, [("front", "172.20.0.5", [])], dns=[SILENT])
+    pid = project.start()
+    total = MAX_PENDING + 60
+    sockets_at_start = sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+                           for fd in os.listdir(f"/proc/{pid}/fd"))
+
+    def flood():
+        got: dict[int, tuple[int, float]] = {}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE: a burst of replies
+            s.connect(("127.0.0.11", 53))
+            start = time.monotonic()
+            for i in range(total):
+                q = DNSRecord.question(f"n{i}.example.net")
+                q.header.id = i
+                s.send(bytes(q.pack()))
+                if i % 64 == 63:
+                    time.sleep(0.002)
+            sent = time.monotonic()
+            held = sum(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+                       for fd in os.listdir(f"/proc/{pid}/fd"))
+            s.settimeout(FORWARD_TIMEOUT + 1.5)
+            while len(got) < total:
+                r = DNSRecord.parse(s.recv(4096))
+                got[r.header.id] = (r.header.rcode, time.monotonic() - sent)
+        return got, held, sent - start
+
+    got, held, sending = in_netns(project.ns("mute"), flood)
+    assert sending < 0.5
+    assert sorted(got) == list(range(total))
+    assert {rcode for rcode, _ in got.values()} == {RCODE.SERVFAIL}
+    quick = [t for _, t in got.values() if t < FORWARD_TIMEOUT / 2]
+    assert len(quick) >= total - MAX_PENDING
+    assert held - sockets_at_start <= MAX_PENDING
+    assert max(t for _, t in got.values()) < FORWARD_TIMEOUT + 1.0
+    assert ips(query(project.ns("mute"), "mute")) == ["172.20.0.5"]
+
+
 def test_hostile_packets_never_stop_the_server(project, stub):
     project.add("web", 1, [("front", "172.20.0.2", [])])
     pid = project.start()
