@@ -9,7 +9,11 @@ Docker's observable rules this encodes:
 - the asker's networks are tried in eth order and the first one that knows the name wins, so a
   target on several shared networks answers its address on the asker's first network, and a
   network-scoped alias answers only that network's address;
-- every replica carrying a name (the service name) answers, so the service name gives all of them;
+- every replica carrying a name (the service name) answers, so the service name gives all of them
+  (the resolver shuffles them on every query; glibc's getaddrinfo then sorts by RFC 3484 rule 9,
+  so a glibc client spreads only over the replicas whose address shares the longest prefix with
+  its own, as behind Docker's DNS);
+- `NAME.NETWORK` answers with the target's address on that network (the asker must be on it);
 - `links` aliases answer only for the container that declared the link (even on the legacy
   default bridge, where nothing else is discoverable);
 - names are case-insensitive; a trailing dot and the asker's `dns_search` suffixes are ignored;
