@@ -26,7 +26,10 @@ QTYPE_A, QTYPE_PTR, QTYPE_AAAA, QTYPE_OPT, QTYPE_ANY = 1, 12, 28, 41, 255
 CLASS_IN, CLASS_ANY = 1, 255
 RCODE_FORMERR, RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_NOTIMP = 1, 2, 3, 4
 
-UDP_LIMIT = 512  # our own answers carry no OPT record, so a client may expect no more
+UDP_LIMIT = 512  # without EDNS a client may expect no more
+# Our own answers honour the client's EDNS size, as Docker's resolver does (it too sends no OPT
+# record back), up to what one datagram slot of the server holds.
+EDNS_LIMIT = 4096
 CACHE_LIMIT = 1024  # entries per scope (bounds memory under random names); a full cache is dropped whole
 
 _FWD = ("fwd",)  # cache marker: the name is not ours, forward it
@@ -153,15 +156,20 @@ class Resolver:
         if tcp:
             return ANSWER, reply
         if len(reply) > UDP_LIMIT:
-            return ANSWER, self._fit(reply, qend, blocks, body)
+            limit = min(edns_size(data, qend), EDNS_LIMIT)
+            if len(reply) > limit:
+                return ANSWER, self._fit(reply, qend, blocks, body, limit)
+            # Fits only this client's EDNS size: never in the exact-bytes cache, whose key
+            # does not hold the size another client may advertise.
+            return ANSWER, reply
         if data.find(b"\0", 12) + 5 == qend:
             cache[data[2:qend]] = reply[2:] if blocks is None else (head[2:], blocks)
         return ANSWER, reply
 
-    def _fit(self, reply: bytes, qend: int, blocks, body: bytes) -> bytes:
-        """As many whole records as fit in a UDP answer, TC set."""
+    def _fit(self, reply: bytes, qend: int, blocks, body: bytes, limit: int = UDP_LIMIT) -> bytes:
+        """As many whole records as fit in a UDP answer of `limit` bytes, TC set."""
         head = bytearray(reply[:qend])
-        room = UDP_LIMIT - qend
+        room = limit - qend
         kept = b""
         count = 0
         # Every record is the same size here (A or AAAA or one PTR), so cut on record bounds.

@@ -289,3 +289,33 @@ def test_name_dot_network_on_the_wire_and_ptr_target_round_trips(resolver, views
     for _ in range(2):  # the second round is a cache hit
         assert rdata(ask(resolver, views["ns-tool"], ptr[0])) == ["172.20.0.2"]
         assert rdata(ask(resolver, views["ns-tool"], "web")) == ["172.21.0.2"]
+
+
+def test_own_answers_honour_the_clients_edns_size_and_the_cache_keeps_them_apart():
+    summary = sample_summary()
+    summary["containers"] += [_ctr(f"p-many-{i}", "many", f"ns-many{i}", [("p_back", f"172.21.1.{i}", [])])
+                              for i in range(1, 41)]
+    views = build(summary).views
+    resolver = Resolver()
+    web = views["ns-web"]
+
+    def edns_ask(size):
+        q = DNSRecord.question("many")
+        q.add_ar(EDNS0(udp_len=size))
+        action, reply = resolver.handle(web, q.pack())
+        assert action == ANSWER and len(reply) <= max(size, 512)
+        r = DNSRecord.parse(reply)
+        assert r.header.id == q.header.id
+        return r
+
+    orders = set()
+    for _ in range(6):  # big and small clients in turn: each gets its own size, hit or miss
+        big = edns_ask(1232)
+        assert big.header.tc == 0 and len(big.rr) == 40
+        orders.add(tuple(rdata(big)))
+        small = edns_ask(512)
+        assert small.header.tc == 1 and 0 < len(small.rr) < 40
+        assert ask(resolver, web, "many").header.tc == 1  # no EDNS: 512 bytes
+    assert len(orders) > 1  # still shuffled
+    huge = edns_ask(65000)  # capped at what the server's datagram slots hold
+    assert huge.header.tc == 0 and len(huge.rr) == 40
