@@ -30,10 +30,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
+from compose_net.errors import PlanError
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 DEFAULT_TTL = 600
 MAX_TTL = 2**31 - 1
+TTL_VARIABLE = "COMPOSE_NET_DNS_TTL"
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,17 @@ class Records:
     project: str
     ttl: int
     views: Mapping[str, View]  # by netns name: the namespace the server listens in
+
+
+def ttl_setting(environment: Mapping[str, str]) -> int:
+    """The TTL of the project's answers for the summary's `dns_ttl`: `COMPOSE_NET_DNS_TTL` from
+    the shell or the project's `.env` (whole seconds, 0 to 2^31-1), else Docker's 600."""
+    text = (environment.get(TTL_VARIABLE) or "").strip()
+    if not text:
+        return DEFAULT_TTL
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_TTL:
+        raise PlanError(f"{TTL_VARIABLE}={text!r}: the DNS TTL is a whole number of seconds from 0 to {MAX_TTL}")
+    return int(text)
 
 
 def normalize(name: str) -> str:

@@ -200,3 +200,17 @@ def test_ttl_comes_from_the_summary_and_zero_is_kept():
     assert build(summary).views["ns-api1"].ttl == 5
     del summary["dns_ttl"]
     assert build(summary).ttl == 600
+
+
+def test_ttl_setting_from_the_project_environment():
+    from compose_net.dns.records import ttl_setting
+    from compose_net.errors import PlanError
+
+    assert ttl_setting({}) == 600
+    assert ttl_setting({"COMPOSE_NET_DNS_TTL": ""}) == 600
+    assert ttl_setting({"COMPOSE_NET_DNS_TTL": " 30 "}) == 30
+    assert ttl_setting({"COMPOSE_NET_DNS_TTL": "0"}) == 0
+    assert ttl_setting({"COMPOSE_NET_DNS_TTL": str(2**31 - 1)}) == 2**31 - 1
+    for bad in ("-1", "1.5", "ten", str(2**31), "1e3", "\u0661\u0662"):
+        with pytest.raises(PlanError, match="COMPOSE_NET_DNS_TTL"):
+            ttl_setting({"COMPOSE_NET_DNS_TTL": bad})
