@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from compose_net import ipam, naming
+from compose_net.dns.records import ttl_setting
 from compose_net.drivers import get as get_driver
 from compose_net.drivers.base import ICC_OPT, MASQ_OPT, MTU_OPT, InterfaceLayout, NetworkLayout
 from compose_net.errors import ConfigError
@@ -39,7 +40,6 @@ from compose_net.plan.ops import (
 from compose_net.probe import HostFacts, first_host_address
 
 EMBEDDED_DNS = "127.0.0.11"
-DNS_TTL = 600
 SUMMARY_VERSION = 1
 DEFAULT_V4 = ipaddress.IPv4Network("0.0.0.0/0")
 DEFAULT_V6 = ipaddress.IPv6Network("::/0")
@@ -592,7 +592,7 @@ class _Layout:
         return {
             "version": SUMMARY_VERSION, "project": project.name, "group": self.group,
             "table": naming.table_name(project.name), "working_dir": project.working_dir,
-            "files": list(project.files), "dns_ttl": DNS_TTL,
+            "files": list(project.files), "dns_ttl": ttl_setting(project.environment),
             "host_nameservers": [str(s) for s in self.facts.nameservers],
             "networks": nets, "containers": containers,
         }

@@ -391,3 +391,22 @@ def test_link_local_ips_are_added():
     addrs = [str(o.address) for o in plan_up(p).ops if o.kind == "addr_add" and o.ns == "p-s-1"]
     assert addrs == ["172.18.0.2/16", "169.254.8.8/16", "fe80::8/64"]
     assert container(summary(p), "p-s-1")["interfaces"][0]["link_local"] == ["169.254.8.8/16", "fe80::8/64"]
+
+
+def test_dns_ttl_comes_from_compose_net_dns_ttl_in_the_environment(tmp_path):
+    from compose_net.errors import PlanError
+    from compose_net.loader import LoadOptions, load
+    from compose_net.plan.planner import summary
+    from compose_net.probe import HostFacts
+
+    (tmp_path / "compose.yml").write_text("services:\n  a: {}\n")
+    (tmp_path / ".env").write_text("COMPOSE_NET_DNS_TTL=30\n")
+    project = load(LoadOptions(cwd=str(tmp_path), environ={})).project
+    assert summary(project, HostFacts())["dns_ttl"] == 30
+    project = load(LoadOptions(cwd=str(tmp_path), environ={"COMPOSE_NET_DNS_TTL": "0"})).project
+    assert summary(project, HostFacts())["dns_ttl"] == 0  # the shell wins over .env
+    (tmp_path / ".env").write_text("")
+    assert summary(load(LoadOptions(cwd=str(tmp_path), environ={})).project, HostFacts())["dns_ttl"] == 600
+    bad = load(LoadOptions(cwd=str(tmp_path), environ={"COMPOSE_NET_DNS_TTL": "ten"})).project
+    with pytest.raises(PlanError):
+        summary(bad, HostFacts())
