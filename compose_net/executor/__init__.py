@@ -18,6 +18,7 @@ probe + plan + apply; these functions do not take it themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from typing import Callable, Optional
 from compose_net.errors import DownErrors, OpFailed, RuntimeFailure
 from compose_net.executor import preflight
 from compose_net.executor.apply import Applier
-from compose_net.plan.ops import DnsStop, LinkDelete, LinkGroupDelete, Op, Plan, teardown
-from compose_net.state import Journal, list_projects
+from compose_net.plan.ops import DnsStop, FileWrite, LinkDelete, LinkGroupDelete, Op, Plan, teardown
+from compose_net.state import SUMMARY, Journal, list_projects
 
 Progress = Optional[Callable[[tuple], None]]
 
@@ -227,6 +228,17 @@ def _dns_reload(ap: Applier, project: str) -> None:
         control.reload(project)
 
 
+def _without_containers(op: Op, names: set[str]) -> Op:
+    """The summary FileWrite `op` with the containers `names` left out (other ops as they are)."""
+    if not isinstance(op, FileWrite) or not op.path.endswith(SUMMARY):
+        return op
+    import json
+
+    summary = json.loads(op.content)
+    summary["containers"] = [c for c in summary.get("containers", ()) if c.get("name") not in names]
+    return dataclasses.replace(op, content=json.dumps(summary, separators=(",", ":")) + "\n")
+
+
 def _up_diff(
     plan: Plan, journal: Journal, old_ops: tuple[Op, ...], fail_after: Optional[int], progress: Progress
 ) -> UpResult:
@@ -250,9 +262,13 @@ def _up_diff(
         dns_running = "dns" in old and "dns" in new and "dns" not in changed
         containers_going = any(u.startswith("container:") for u in removed + rebuilt)
         if dns_running and containers_going:
-            # The new summary first, so the DNS server lets go of the sockets it holds in the
-            # namespaces about to be deleted (a socket keeps its namespace alive).
-            state_ops = [(s, op) for s, op in numbered if op.unit == "state"]
+            # A summary of the containers that stay first, so the DNS server lets go of the
+            # sockets it holds in the namespaces about to be deleted (a socket keeps its
+            # namespace alive), recreated ones included. Containers still to be made are left
+            # out too: a namespace the server waits for would be opened by its retry, whose
+            # status the reload after the build could take for its own answer.
+            changing = {u.partition(":")[2] for u in removed + rebuilt + added if u.startswith("container:")}
+            state_ops = [(s, _without_containers(op, changing)) for s, op in numbered if op.unit == "state"]
             ap.run(state_ops)
             _dns_reload(ap, plan.project)
         # Tear down what goes, newest first, link by link (the project's group stays in use).
