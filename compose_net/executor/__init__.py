@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from compose_net.errors import DownErrors, OpFailed, RuntimeFailure
 from compose_net.executor import preflight
-from compose_net.executor.apply import Applier
+from compose_net.executor.apply import Applier, unit_event
 from compose_net.plan.ops import DnsStop, FileWrite, LinkDelete, LinkGroupDelete, Op, Plan, teardown
 from compose_net.state import SUMMARY, Journal, list_projects
 
@@ -153,12 +153,26 @@ def down(project: str, *, progress: Progress = None) -> None:
     journal = Journal(project)
     if not journal.exists():
         return
-    undo = plan_down(project)
+    ops = journal.read().ops
+    undo = _teardown_for_down(project, ops)
     journal.mark_down()
     journal.close()
-    errors = _undo(undo, progress)
+    reported: set[tuple[str, str]] = set()
+
+    def note(event: tuple) -> None:
+        reported.add((event[0], event[1]))
+        progress(event)  # type: ignore[misc]
+
+    errors = _undo(undo, note if progress else None)
     if errors:
         raise DownErrors(errors)
+    if progress:
+        # A network's links go in the project's one group deletion, timed with the container
+        # it is queued with: its line comes after the containers', untimed, as it is gone now.
+        for unit in dict.fromkeys(op.unit for op in ops):
+            event = unit_event(unit)
+            if event and event[0] == "network" and event not in reported:
+                progress((event[0], event[1], "removed"))
     journal.discard()
 
 

@@ -231,7 +231,10 @@ def test_down_from_another_directory_twice(tmp_path, project_name):
         cli("up", project=project_name, file=path)
         path.unlink()  # the file is gone: down works from the recorded state
         down = cli("down", "--progress", project=project_name, cwd="/")
-        assert f"Container {project_name}-s-1" in down.stdout and "Removed" in down.stdout
+        lines = down.stdout.splitlines()
+        assert [x.split()[1:4] for x in lines[:2]] == [
+            ["Container", f"{project_name}-s-1", "Removed"], ["Network", f"{project_name}_n", "Removed"]], down.stdout
+        assert "project" in lines[-1] and "is down" in lines[-1]
         assert kernel_snapshot() == before
         assert sh("nft", "list", "ruleset").stdout == ruleset
         again = cli("down", project=project_name, cwd="/")
