@@ -58,8 +58,11 @@ class UpResult:
             return "is already up: nothing to change"
         if not self.updated:
             return "is up"
-        parts = [f"{len(units)} {what}" for units, what in (
-            (self.created, "created"), (self.recreated, "recreated"), (self.removed, "removed")) if units]
+        # networks and containers, as the progress lines name them: the summary, firewall and
+        # host units are rewritten in place on every edit and count as nothing here
+        counts = [(len([u for u in units if unit_event(u)]), what) for units, what in (
+            (self.created, "created"), (self.recreated, "recreated"), (self.removed, "removed"))]
+        parts = [f"{n} {what}" for n, what in counts if n]
         return "is up, updated: " + ", ".join(parts) if parts else "is up, updated"
 
 
