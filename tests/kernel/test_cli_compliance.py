@@ -6,6 +6,8 @@ another directory, twice."""
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import os
 import subprocess
 import sys
@@ -334,6 +336,23 @@ def test_injected_failure_after_every_op_through_the_cli(tmp_path, project_name)
             assert sh("nft", "list", "ruleset").stdout == ruleset
         cli("up", project=project_name, file=path)
         assert sh("ping", "-c1", "-W2", "10.231.6.50", ns=f"{project_name}-api-1").returncode == 0
+    finally:
+        cli("down", "--quiet", project=project_name, check=False)
+    assert kernel_snapshot() == before
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a terminal")
+def test_progress_on_a_terminal_without_asking(tmp_path, project_name):
+    path = tmp_path / "compose.yml"
+    path.write_text("services:\n  s: {networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 10.231.7.0/24}]}}\n")
+    before = kernel_snapshot()
+    command = shlex.join([sys.executable, "-m", "compose_net", "-p", project_name, "-f", str(path), "up"])
+    try:
+        # `script` runs the command on a pseudo-terminal: progress shows without --progress
+        shown = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stdout
+        assert f"Network {project_name}_n" in shown.stdout and f"Container {project_name}-s-1" in shown.stdout
+        assert "Created" in shown.stdout
     finally:
         cli("down", "--quiet", project=project_name, check=False)
     assert kernel_snapshot() == before
