@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from compose_net.errors import DownErrors, OpFailed, RuntimeFailure
 from compose_net.executor import preflight
 from compose_net.executor.apply import Applier, unit_event
-from compose_net.plan.ops import DnsStop, FileWrite, LinkDelete, LinkGroupDelete, Op, Plan, teardown
+from compose_net.plan.ops import DnsStart, DnsStop, FileWrite, LinkDelete, LinkGroupDelete, Op, Plan, teardown
 from compose_net.state import SUMMARY, Journal, list_projects
 
 Progress = Optional[Callable[[tuple], None]]
@@ -195,12 +195,25 @@ def up(plan: Plan, *, progress: Progress = None) -> UpResult:
         if not prior.ops:
             result = _up_fresh(plan, journal, fail_after, progress)
         elif list(prior.ops) == list(plan.ops):
-            result = UpResult(plan.project, changed=False)
+            result = UpResult(plan.project, changed=False, warnings=_revive_dns(plan))
         else:
             result = _up_diff(plan, journal, prior.ops, fail_after, progress)
     finally:
         journal.close()
     return UpResult(**{**result.__dict__, "seconds": time.perf_counter() - started})
+
+
+def _revive_dns(plan: Plan) -> tuple[str, ...]:
+    """Nothing to change in the kernel, but the DNS server is a process, not a kernel object:
+    after a crash, a kill or a reboot of the process alone, an unchanged `up` starts it again."""
+    start = next((op for op in plan.ops if isinstance(op, DnsStart)), None)
+    if start is None:
+        return ()
+    from compose_net.dns import control
+
+    if control.ensure_running(plan.project, start.records):
+        return (f"the embedded DNS server of {plan.project} was not running: started it again",)
+    return ()
 
 
 def _up_fresh(plan: Plan, journal: Journal, fail_after: Optional[int], progress: Progress) -> UpResult:

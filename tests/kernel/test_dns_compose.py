@@ -338,3 +338,20 @@ def test_up_removing_a_service_frees_its_namespace(up_project):
     after = _socket_inodes(pid)
     assert after < before and len(before - after) == 2
     assert ips(query(f"{p}-web-1", "db")) == [address(p, f"{p}-db-1", "back")]
+
+
+def test_an_unchanged_up_starts_a_killed_server_again(up_project):
+    import signal
+
+    p, workdir = up_project
+    state = Path(f"/run/compose-net/{p}")
+    pid = int((state / "dns.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while Path(f"/proc/{pid}").exists() and "compose_net" in Path(f"/proc/{pid}/cmdline").read_text() \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc = compose(p, workdir, "up")  # the compose file is unchanged: nothing in the kernel to do
+    assert "not running: started it again" in proc.stderr
+    assert int((state / "dns.pid").read_text()) != pid
+    assert ips(query(f"{p}-web-1", "db")) == [address(p, f"{p}-db-1", "back")]
