@@ -171,14 +171,16 @@ def reload(project: str, state: Optional[Path] = None, timeout: float = START_TI
     records = _read_status(st).get("records")
     if not records:
         raise RuntimeFailure(f"the DNS server of {project} has not reported its records file")
-    before = _read_status(st).get("generation", 0)
+    # Only a load of the records file begun after our signal counts: the server also rewrites
+    # its status when it retries namespaces that did not exist yet, with the same digest.
+    before = _read_status(st).get("loads", 0)
     deadline = time.monotonic() + timeout
     os.kill(pid, signal.SIGHUP)
     signalled = time.monotonic()
     while True:
         status = _read_status(st)
-        # A later generation than before our signal, of the records as they are now.
-        if status.get("pid") == pid and status.get("generation", 0) > before and status.get("digest") == _digest(Path(records)):
+        # A load later than our signal, of the records as they are now.
+        if status.get("pid") == pid and status.get("loads", 0) > before and status.get("digest") == _digest(Path(records)):
             if status.get("error"):
                 raise RuntimeFailure(f"DNS server of {project}: {status['error']}")
             return

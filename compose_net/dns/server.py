@@ -165,6 +165,7 @@ class Server:
         self._stopping = False
         self._file_sig: Optional[tuple] = None
         self._generation = 0
+        self._loads = 0  # reloads of the records file; a retry of waiting namespaces is not one
         self._digest = ""
         self._failed: dict[str, str] = {}
         self._waiting: dict[str, View] = {}  # namespaces to listen in once they exist
@@ -202,6 +203,7 @@ class Server:
         status = {
             "pid": os.getpid(),
             "generation": self._generation,
+            "loads": self._loads,
             "records": str(self.records),
             "digest": digest,
             "netns": sorted(self.listeners),
@@ -230,6 +232,7 @@ class Server:
 
     def reload(self) -> None:
         """Serve the records file as it is now."""
+        self._loads += 1
         self._file_sig = self._file_signature()
         try:
             raw = self.records.read_bytes()
