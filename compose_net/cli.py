@@ -373,6 +373,16 @@ def cmd_exec(args: argparse.Namespace) -> int:
     )
     if container is None:
         raise ComposeNetError(f"no container {args.service} #{args.index} in project {name}")
+    import shutil
+
+    # the namespace changes the network and /etc files, not the programs: look the command up
+    # here, so a missing one exits 127 and one that cannot run 126, as `docker exec` does
+    found = shutil.which(cmd[0])
+    if found is None:
+        exists = os.path.exists(cmd[0]) if "/" in cmd[0] else False
+        print(f"error: {cmd[0]}: {'permission denied' if exists else 'executable file not found'}",
+              file=sys.stderr)
+        return 126 if exists else 127
     sys.stdout.flush()
     if container.get("netns"):
         # `ip netns exec` also bind-mounts /etc/netns/NAME/{resolv.conf,hosts} over /etc.

@@ -167,6 +167,9 @@ def test_exec_runs_in_the_namespace_with_its_files_and_passes_the_status(project
     # a replica that does not exist is an error, exit 1
     missing = cli("exec", "--index", "3", "b", "--", "true", project=name, check=False)
     assert missing.returncode == 1 and "b" in missing.stderr
+    # a command that does not exist exits 127, as `docker exec` does
+    absent = cli("exec", "b", "--", "no-such-command-here", project=name, check=False)
+    assert absent.returncode == 127 and "no-such-command-here" in absent.stderr
 
 
 def test_ps_ls_and_network_inspect(project):
