@@ -7,9 +7,10 @@
   (`{"down": true}`) and did not finish. A torn last line (the crash
   hit the write itself) is ignored: its ops were never sent.
 - `project.json`: the summary the plan writes (read by ps/ls/DNS/IPAM of other projects).
-- `/run/compose-net/.lock`: flock serializing up/down of all projects, so two concurrent `up`s
-  never see the same free subnet. The lock file stays (removing a lock file others may be
-  waiting on would let two holders in).
+- `/run/compose-net.lock` (beside the root, as iptables keeps /run/xtables.lock): flock
+  serializing up/down of all projects, so two concurrent `up`s never see the same free subnet.
+  The lock file stays (removing a lock file others may be waiting on would let two holders in);
+  beside the root rather than in it, so a host with nothing up has nothing under the root.
 
 The root can be moved with COMPOSE_NET_STATE_DIR (unit tests use a temporary directory).
 """
@@ -31,7 +32,7 @@ from compose_net.plan.ops import Op, op_from_json
 DEFAULT_ROOT = "/run/compose-net"
 JOURNAL = "journal"
 SUMMARY = "project.json"
-LOCK = ".lock"
+LOCK_SUFFIX = ".lock"
 
 
 def root() -> Path:
@@ -52,12 +53,17 @@ def _ensure_root() -> Path:
     return base
 
 
+def lock_path() -> Path:
+    base = root()
+    return base.with_name(base.name + LOCK_SUFFIX)
+
+
 @contextlib.contextmanager
 def host_lock() -> Iterator[None]:
     """Hold the host-wide lock for the body (blocking until other up/down runs finish)."""
     try:
-        base = _ensure_root()
-        fd = os.open(base / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _ensure_root()
+        fd = os.open(lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StateError(f"cannot open the state lock under {root()}: {exc.strerror}") from exc
     try:

@@ -109,4 +109,5 @@ def test_host_lock_serializes_holders(state_root):
         order.append("first")
     t.join(5)
     assert order == ["first", "second"]
-    assert (state_root / ".lock").exists()
+    assert state.lock_path() == state_root.with_name(state_root.name + ".lock")
+    assert state.lock_path().exists() and not (state_root / ".lock").exists()
