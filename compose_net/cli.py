@@ -302,10 +302,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             _out(_table(views.ps_rows({"containers": []})))
             print(f"project {name} is not up", file=sys.stderr)
         return 0
-    if args.format == "json":
-        _out(json.dumps(views.ps_json(summary), indent=2))
-    else:
-        _out(_table(views.ps_rows(summary)))
+    _emit(args.format, lambda: views.ps_json(summary), lambda: views.ps_rows(summary))
     return 0
 
 
@@ -313,10 +310,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from compose_net import views
 
     summaries = _summaries()
-    if args.format == "json":
-        _out(json.dumps(views.ls_json(summaries), indent=2))
-    else:
-        _out(_table(views.ls_rows(summaries)))
+    _emit(args.format, lambda: views.ls_json(summaries), lambda: views.ls_rows(summaries))
     return 0
 
 
@@ -326,10 +320,7 @@ def cmd_network(args: argparse.Namespace) -> int:
     sub = args.network_command
     if sub == "ls":
         summaries = _summaries()
-        if args.format == "json":
-            _out(json.dumps(views.network_ls_json(summaries), indent=2))
-        else:
-            _out(_table(views.network_ls_rows(summaries)))
+        _emit(args.format, lambda: views.network_ls_json(summaries), lambda: views.network_ls_rows(summaries))
         return 0
     if sub == "inspect":
         summaries = _summaries()
@@ -488,6 +479,11 @@ def format_event(event: Any) -> str:
     label = f"{str(kind).capitalize()} {name}"
     timing = f" {seconds:5.2f}s" if isinstance(seconds, (int, float)) else ""
     return f" ✔ {label:<40} {str(status).capitalize():<10}{timing}"
+
+
+def _emit(fmt: str, as_json: Any, as_rows: Any) -> None:
+    """`--format json` prints the JSON value, the table format the rows."""
+    _out(json.dumps(as_json(), indent=2) if fmt == "json" else _table(as_rows()))
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -285,17 +286,21 @@ def test_modes_forwarding_and_clients_spread_over_replicas(project_name, tmp_pat
         compose(p, tmp_path, "down", check=False)
 
 
-def test_up_after_the_server_was_killed_starts_it_again(up_project):
-    import signal
-
-    p, workdir = up_project
-    state = Path(f"/run/compose-net/{p}")
+def _kill_dns_server(state: Path) -> int:
+    """kill -9 the project's DNS server and wait until it is gone; its pid."""
     pid = int((state / "dns.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 3
     while Path(f"/proc/{pid}").exists() and "compose_net" in Path(f"/proc/{pid}/cmdline").read_text() \
             and time.monotonic() < deadline:
         time.sleep(0.01)
+    return pid
+
+
+def test_up_after_the_server_was_killed_starts_it_again(up_project):
+    p, workdir = up_project
+    state = Path(f"/run/compose-net/{p}")
+    pid = _kill_dns_server(state)
     (workdir / "compose.yml").write_text(BASE.replace("\nnetworks:\n", ADDED + "networks:\n", 1))
     compose(p, workdir, "up")
     pid2 = int((state / "dns.pid").read_text())
@@ -341,16 +346,9 @@ def test_up_removing_a_service_frees_its_namespace(up_project):
 
 
 def test_an_unchanged_up_starts_a_killed_server_again(up_project):
-    import signal
-
     p, workdir = up_project
     state = Path(f"/run/compose-net/{p}")
-    pid = int((state / "dns.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 3
-    while Path(f"/proc/{pid}").exists() and "compose_net" in Path(f"/proc/{pid}/cmdline").read_text() \
-            and time.monotonic() < deadline:
-        time.sleep(0.01)
+    pid = _kill_dns_server(state)
     proc = compose(p, workdir, "up")  # the compose file is unchanged: nothing in the kernel to do
     assert "not running: started it again" in proc.stderr
     assert int((state / "dns.pid").read_text()) != pid
