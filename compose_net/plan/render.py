@@ -147,14 +147,10 @@ def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
         raise ValueError(f"unknown graph format {fmt!r}")
     out = ["graph LR"]
     for n in nets:
-        sub = "<br/>".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
-        label = f"{n['name']}<br/>{n['driver']}" + (" internal" if n.get("internal") else "") + (f"<br/>{sub}" if sub else "")
+        label = "<br/>".join(_net_lines(n))
         out.append(f'  {node("net", n["name"])}{{{{"{label}"}}}}')
     for c in ctrs:
-        lines = [c["name"]]
-        if c.get("network_mode") and not c.get("interfaces"):
-            lines.append(f"network_mode: {c['network_mode']}")
-        lines += _ports_text(c)
+        lines = _container_lines(c)
         out.append(f'  {node("c", c["name"])}["{"<br/>".join(lines)}"]')
         for i in c.get("interfaces", ()):
             addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
@@ -164,6 +160,18 @@ def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
     return "\n".join(out) + "\n"
 
 
+def _net_lines(n: dict[str, Any]) -> list[str]:
+    subnets = [f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"]]
+    return [n["name"], n["driver"] + (" internal" if n.get("internal") else ""), *subnets]
+
+
+def _container_lines(c: dict[str, Any]) -> list[str]:
+    lines = [c["name"]]
+    if c.get("network_mode") and not c.get("interfaces"):
+        lines.append(f"network_mode: {c['network_mode']}")
+    return lines + _ports_text(c)
+
+
 def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -171,14 +179,10 @@ def _q(text: str) -> str:
 def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]], node: _Ids) -> str:
     out = [f"graph {_q(project)} {{", "  rankdir=LR;", "  node [fontname=\"monospace\"];"]
     for n in nets:
-        sub = "\\n".join(f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"])
-        label = f"{n['name']}\\n{n['driver']}" + (" internal" if n.get("internal") else "") + (f"\\n{sub}" if sub else "")
+        label = "\\n".join(_net_lines(n))
         out.append(f'  {node("net", n["name"])} [shape=ellipse, label="{label}"];')
     for c in ctrs:
-        lines = [c["name"]]
-        if c.get("network_mode") and not c.get("interfaces"):
-            lines.append(f"network_mode: {c['network_mode']}")
-        lines += _ports_text(c)
+        lines = _container_lines(c)
         label = "\\n".join(lines)
         out.append(f'  {node("c", c["name"])} [shape=box, label="{label}"];')
         for i in c.get("interfaces", ()):
