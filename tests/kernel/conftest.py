@@ -249,3 +249,16 @@ def state_lock_file(kernel_lock):
 
     with state.host_lock():
         pass
+
+
+@pytest.fixture
+def veth_parent(project_name):
+    """A veth pair in the host standing in for a physical NIC (never the machine's eth0)."""
+    name, other = f"mp{project_name[-6:]}", f"mq{project_name[-6:]}"
+    sh("ip", "link", "add", name, "type", "veth", "peer", "name", other)
+    try:
+        sh("ip", "link", "set", name, "up")
+        sh("ip", "link", "set", other, "up")
+        yield name
+    finally:
+        sh("ip", "link", "del", name, check=False)

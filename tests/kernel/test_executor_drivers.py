@@ -15,16 +15,8 @@ from conftest import kernel_snapshot, sh
 
 
 @pytest.fixture
-def parent(project_name):
-    """A veth pair in the host standing in for a physical NIC (never the machine's eth0)."""
-    name, other = f"mp{project_name[-6:]}", f"mq{project_name[-6:]}"
-    sh("ip", "link", "add", name, "type", "veth", "peer", "name", other)
-    try:
-        sh("ip", "link", "set", name, "up")
-        sh("ip", "link", "set", other, "up")
-        yield name
-    finally:
-        sh("ip", "link", "del", name, check=False)
+def parent(veth_parent):
+    return veth_parent
 
 
 def _macvlan_container(builder, name: str, parent: str, address: str, mac: str | None = None) -> None:

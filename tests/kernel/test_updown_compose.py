@@ -313,18 +313,6 @@ def test_overlay_network_on_a_single_host(project_name, tmp_path, down_after):
     sh("ping", "-c1", "-W2", "10.229.0.3", ns=f"{project_name}-a-1")
 
 
-@pytest.fixture
-def veth_parent(project_name):
-    name, other = f"mp{project_name[-6:]}", f"mq{project_name[-6:]}"
-    sh("ip", "link", "add", name, "type", "veth", "peer", "name", other)
-    try:
-        sh("ip", "link", "set", name, "up")
-        sh("ip", "link", "set", other, "up")
-        yield name
-    finally:
-        sh("ip", "link", "del", name, check=False)
-
-
 def test_macvlan_from_a_compose_file(project_name, tmp_path, veth_parent, down_after):
     plan = _plan(project_name, tmp_path, f"""
         services:
@@ -344,13 +332,14 @@ def test_macvlan_from_a_compose_file(project_name, tmp_path, veth_parent, down_a
     sh("ping", "-c1", "-W2", "10.224.0.10", ns=f"{project_name}-b-1")
 
 
-def test_cli_refuses_a_vlan_parent_this_kernel_cannot_make(project_name, tmp_path, veth_parent):
+def _cli_refuses(project_name, tmp_path, kind: str, driver: str, parent: str, subnet: str, words: str) -> None:
+    """`up` of a network needing link kind `kind` exits 1 before any change on a kernel without it."""
     from compose_net.executor.netlink import Rtnl
 
     sock = Rtnl()
     try:
-        if sock.kind_supported("vlan"):
-            pytest.skip("this kernel has 802.1q: the refusal cannot be observed")
+        if sock.kind_supported(kind):
+            pytest.skip(f"this kernel has {kind}: the refusal cannot be observed")
     finally:
         sock.close()
     path = tmp_path / "compose.yml"
@@ -359,38 +348,20 @@ def test_cli_refuses_a_vlan_parent_this_kernel_cannot_make(project_name, tmp_pat
           a: {{networks: [m]}}
         networks:
           m:
-            driver: macvlan
-            driver_opts: {{parent: {veth_parent}.10}}
-            ipam: {{config: [{{subnet: 10.225.0.0/24}}]}}
+            driver: {driver}
+            driver_opts: {{parent: {parent}}}
+            ipam: {{config: [{{subnet: {subnet}}}]}}
         """))
     before = kernel_snapshot()
     proc = _cli("up", project=project_name, file=path, check=False)
     assert proc.returncode == 1, proc.stderr
-    assert "vlan" in proc.stderr and "nothing was changed" in proc.stderr
+    assert words in proc.stderr and "nothing was changed" in proc.stderr
     assert kernel_snapshot() == before
+
+
+def test_cli_refuses_a_vlan_parent_this_kernel_cannot_make(project_name, tmp_path, veth_parent):
+    _cli_refuses(project_name, tmp_path, "vlan", "macvlan", f"{veth_parent}.10", "10.225.0.0/24", "vlan")
 
 
 def test_cli_refuses_ipvlan_on_a_kernel_without_it(project_name, tmp_path, veth_parent):
-    from compose_net.executor.netlink import Rtnl
-
-    sock = Rtnl()
-    try:
-        if sock.kind_supported("ipvlan"):
-            pytest.skip("this kernel has ipvlan: the refusal cannot be observed")
-    finally:
-        sock.close()
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(f"""
-        services:
-          a: {{networks: [m]}}
-        networks:
-          m:
-            driver: ipvlan
-            driver_opts: {{parent: {veth_parent}}}
-            ipam: {{config: [{{subnet: 10.223.0.0/24}}]}}
-        """))
-    before = kernel_snapshot()
-    proc = _cli("up", project=project_name, file=path, check=False)
-    assert proc.returncode == 1, proc.stderr
-    assert "no ipvlan support" in proc.stderr and "nothing was changed" in proc.stderr
-    assert kernel_snapshot() == before
+    _cli_refuses(project_name, tmp_path, "ipvlan", "ipvlan", veth_parent, "10.223.0.0/24", "no ipvlan support")
