@@ -25,10 +25,7 @@ def _ports(ports: list) -> list[dict]:
     for p in ports:
         t0, t1 = p["target"], p["target_end"]
         published = p.get("published")
-        p0 = p1 = None
-        if published:
-            a, _, b = str(published).partition("-")
-            p0, p1 = int(a), int(b or a)
+        p0 = int(str(published).partition("-")[0]) if published else None
         for i in range(t1 - t0 + 1):
             entry: dict[str, Any] = {}
             for key in _PORT_KEYS:
