@@ -117,11 +117,6 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     return builder.document()
 
 
-def delete_document(table: str) -> dict[str, Any]:
-    """The document that removes the table (fails if it does not exist; nft.py handles that)."""
-    return {"nftables": [{"delete": {"table": {"family": FAMILY, "name": table}}}]}
-
-
 # --- published ports --------------------------------------------------------------------------
 
 

@@ -152,12 +152,3 @@ class Project:
     files: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     locate: Locator = field(default=_no_location, repr=False, compare=False)
-
-    def containers_of(self, service: str) -> tuple[Container, ...]:
-        return tuple(c for c in self.containers if c.service == service)
-
-    def network_by_name(self, full_name: str) -> Optional[Network]:
-        for net in self.networks.values():
-            if net.name == full_name:
-                return net
-        return None

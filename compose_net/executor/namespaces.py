@@ -15,7 +15,7 @@ import contextlib
 import ctypes
 import errno
 import os
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -131,23 +131,6 @@ def delete(name: str) -> bool:
     except FileNotFoundError:
         pass
     return True
-
-
-@contextlib.contextmanager
-def entered(name: Optional[str], home: int) -> Iterator[None]:
-    """Run the body with the calling thread inside namespace NAME (None: stay home)."""
-    if name is None:
-        yield
-        return
-    fd = open_fd(name)
-    try:
-        _setns(fd)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(fd)
 
 
 def run_inside(fd: int, home: int, fn: Callable[[], T]) -> T:

@@ -35,10 +35,6 @@ def _canonical(item: Any) -> str:
     return json.dumps(item, sort_keys=True, default=str)
 
 
-def _env_key(item: Any) -> Any:
-    return str(item).split("=", 1)[0] if isinstance(item, str) else _canonical(item)
-
-
 LIST_APPEND_UNIQUE: dict[str, Callable[[Any], Any]] = {
     "services.*.ports": _port_key,
     "services.*.expose": str,

@@ -179,13 +179,6 @@ def _words(types: Any) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _resolve(subschema: dict) -> dict:
-    ref = subschema.get("$ref")
-    if ref and ref.startswith("#/definitions/"):
-        return validator().schema["definitions"][ref.rsplit("/", 1)[1]]
-    return subschema
-
-
 def _extras(error: Any) -> list[str]:
     inst = error.instance
     sch = error.schema
