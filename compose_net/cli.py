@@ -229,8 +229,8 @@ def _selected(project: Any, services: Sequence[str]) -> Any:
     from compose_net import state
     from compose_net.graph import select
 
-    running = state.read_summary(project.name) or {}
-    keep = [c.get("service") for c in running.get("containers", ())]
+    running = state.read_summary(project.name)
+    keep = [c.service for c in running.containers] if running else []
     return select(project, tuple(dict.fromkeys([*services, *(s for s in keep if s in project.services)])))
 
 
@@ -266,17 +266,18 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summaries() -> list[dict]:
-    from compose_net import state
-
+def _summaries() -> list:
+    import dataclasses
     from datetime import datetime, timezone
+
+    from compose_net import state
 
     out = []
     for name in state.list_projects():
         summary = state.read_summary(name)
         if summary is None:
             continue
-        if not summary.get("created"):
+        if not summary.created:
             # the summary is written once the project is up: its time is the networks' creation
             try:
                 mtime = state.summary_path(name).stat().st_mtime
@@ -284,7 +285,7 @@ def _summaries() -> list[dict]:
                 mtime = None
             if mtime is not None:
                 stamp = datetime.fromtimestamp(mtime, tz=timezone.utc)
-                summary["created"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                summary = dataclasses.replace(summary, created=stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
         out.append(summary)
     return out
 
@@ -299,7 +300,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
             _out("[]")
         else:
             # the header alone, as `docker compose ps` prints for a project with no containers
-            _out(_table(views.ps_rows({"containers": []})))
+            from compose_net.summary import Summary
+
+            _out(_table(views.ps_rows(Summary(name))))
             print(f"project {name} is not up", file=sys.stderr)
         return 0
     _emit(args.format, lambda: views.ps_json(summary), lambda: views.ps_rows(summary))
@@ -358,10 +361,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     summary = state.read_summary(name)
     if summary is None:
         raise ComposeNetError(f"project {name} is not up")
-    container = next(
-        (c for c in summary["containers"] if c["service"] == args.service and c["index"] == args.index),
-        None,
-    )
+    container = next((c for c in summary.containers if c.service == args.service and c.index == args.index), None)
     if container is None:
         raise ComposeNetError(f"no container {args.service} #{args.index} in project {name}")
     import shutil
@@ -375,9 +375,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 126 if exists else 127
     sys.stdout.flush()
-    if container.get("netns"):
+    if container.netns:
         # `ip netns exec` also bind-mounts /etc/netns/NAME/{resolv.conf,hosts} over /etc.
-        argv = ["ip", "netns", "exec", container["netns"], *cmd]
+        argv = ["ip", "netns", "exec", container.netns, *cmd]
     else:
         argv = cmd
     try:

@@ -1,4 +1,4 @@
-"""The project's firewall: a pure function from the summary (project.json) to the nftables JSON
+"""The project's firewall: a pure function from the recorded state (`summary.Summary`) to the nftables JSON
 document of the project's one `inet` table.
 
 The document re-creates the table whole in one transaction (`add table`, `delete table`, `add
@@ -34,9 +34,12 @@ their own table.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 from .errors import PlanError
+from .summary import ContainerState, InterfaceState, NetworkState, PortState, Summary
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 FAMILY = "inet"
 
@@ -47,17 +50,16 @@ BRIDGE_PATTERNS = ("cn-*", "cn0")
 _L4 = ("tcp", "udp", "sctp")
 
 
-def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
+def ruleset(summary: Summary) -> dict[str, Any]:
     """The nftables JSON document (`{"nftables": [...]}`) that (re)creates this project's table."""
-    table = summary["table"]
-    builder = _Builder(table)
-    networks = [n for n in summary.get("networks", ()) if n.get("bridge")]
-    by_name = {n["name"]: n for n in networks}
+    builder = _Builder(summary.table)
+    networks = [n for n in summary.networks if n.bridge]
+    by_name = {n.name: n for n in networks}
 
     builder.chain("forward", "filter", "forward", 0)
     for net in networks:
-        br = net["bridge"]
-        if net.get("internal"):
+        br = net.bridge
+        if net.internal:
             builder.rule("forward", _iif(br), _oif(br, "!="), _DROP)
             builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
     builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
@@ -65,11 +67,11 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     # (even to its neighbours on an `enable_icc: false` bridge).
     builder.rule("forward", _CT_DNAT, _ACCEPT)
     for net in networks:
-        if not net.get("icc", True):
-            br = net["bridge"]
+        if not net.icc:
+            br = net.bridge
             builder.rule("forward", _iif(br), _oif(br), _DROP)
     for net in networks:
-        br = net["bridge"]
+        br = net.bridge
         # Docker's isolation: nothing from one compose-net bridge into another ...
         for pattern in BRIDGE_PATTERNS:
             if pattern != br:
@@ -82,11 +84,10 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     targets = list(_port_targets(summary, by_name))
     postrouting: list[list[dict[str, Any]]] = []
     for net in networks:
-        if net.get("internal") or not net.get("masquerade", True):
+        if net.internal or not net.masquerade:
             continue
-        for sub in net.get("subnets", ()):
-            subnet = ipaddress.ip_network(sub["subnet"], strict=False)
-            postrouting.append([_saddr(subnet), _oif(net["bridge"], "!="), _MASQUERADE])
+        for sub in net.subnets:
+            postrouting.append([_saddr(sub.subnet), _oif(net.bridge, "!="), _MASQUERADE])
     if targets:
         builder.chain("ports")
         for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
@@ -106,10 +107,9 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
         # Hairpin: a container reaching a published port of its own network (itself included)
         # through a host address must see the reply come back through the host, not directly.
         for net in networks:
-            for sub in net.get("subnets", ()):
-                subnet = ipaddress.ip_network(sub["subnet"], strict=False)
-                if (net["bridge"], subnet.version) in hairpin:
-                    postrouting.append([_oif(net["bridge"]), _saddr(subnet), _CT_DNAT, _MASQUERADE])
+            for sub in net.subnets:
+                if (net.bridge, sub.subnet.version) in hairpin:
+                    postrouting.append([_oif(net.bridge), _saddr(sub.subnet), _CT_DNAT, _MASQUERADE])
     if postrouting:
         builder.chain("postrouting", "nat", "postrouting", 100)
         for exprs in postrouting:
@@ -120,21 +120,10 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
 # --- published ports --------------------------------------------------------------------------
 
 
-class _Addr(str):
-    """A container address as the summary spells it, with its IP version."""
-
-    version: int
-
-    def __new__(cls, text: str, version: int) -> "_Addr":
-        self = super().__new__(cls, text)
-        self.version = version
-        return self
-
-
 class _PortTarget:
     """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
 
-    def __init__(self, port: dict[str, Any], address, bridge: str, host_ip):
+    def __init__(self, port: PortState, address: IPAddress, bridge: str, host_ip: Optional[IPAddress]):
         self.port = port
         self.address = address
         self.bridge = bridge
@@ -142,13 +131,12 @@ class _PortTarget:
 
     def dnat_rule(self) -> list[dict[str, Any]]:
         port = self.port
-        proto = port.get("protocol") or "tcp"
+        proto = port.protocol
         if proto not in _L4:
             raise PlanError(f"published port protocol {proto!r} is not one of {', '.join(_L4)}")
-        published = int(port["published"])
-        published_end = int(port.get("published_end") or published)
-        target = int(port["target"])
-        target_end = int(port.get("target_end") or target)
+        published = port.published
+        published_end = port.published_end or published
+        target, target_end = port.target, port.target_end or port.target
         span, target_span = published_end - published, target_end - target
         dport = {"payload": {"protocol": proto, "field": "dport"}}
         family = "ip" if self.address.version == 4 else "ip6"
@@ -176,24 +164,22 @@ class _PortTarget:
         return exprs
 
 
-def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) -> Iterable[_PortTarget]:
-    containers = {c["name"]: c for c in summary.get("containers", ())}
-    for container in summary.get("containers", ()):
-        ports = container.get("ports") or ()
-        if not ports or container.get("netns") is None:
+def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterable[_PortTarget]:
+    containers = {c.name: c for c in summary.containers}
+    for container in summary.containers:
+        if not container.ports or container.netns is None:
             continue  # network_mode host: the ports are the host's own, nothing to translate
-        owner = containers.get(container.get("shares") or "", container)
+        owner = containers.get(container.shares or "", container)
         iface = _published_interface(owner, networks)
         if iface is None:
             continue  # only internal networks (or none): Docker publishes nothing reachable either
-        bridge = networks[iface["network"]]["bridge"]
-        # The planner wrote these addresses: split, not parsed (parsing dominates big projects).
-        v4 = _Addr(iface["ipv4"].partition("/")[0], 4) if iface.get("ipv4") else None
-        v6 = _Addr(iface["ipv6"].partition("/")[0], 6) if iface.get("ipv6") else None
-        for port in ports:
-            if port.get("published") is None:
+        bridge = networks[iface.network].bridge
+        v4 = iface.ipv4.ip if iface.ipv4 else None
+        v6 = iface.ipv6.ip if iface.ipv6 else None
+        for port in container.ports:
+            if port.published is None:
                 continue
-            host_ip = ipaddress.ip_address(port["host_ip"]) if port.get("host_ip") else None
+            host_ip = port.host_ip
             if host_ip is None or host_ip.version == 4:
                 if v4 is not None:
                     yield _PortTarget(port, v4, bridge, host_ip)
@@ -202,27 +188,26 @@ def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) 
                     yield _PortTarget(port, v6, bridge, host_ip)
 
 
-def published_interface(summary: dict[str, Any], container: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The interface (summary entry) a container's published ports are DNATed to; None when
-    they lead nowhere (host mode, only internal or non-bridge networks)."""
-    if container.get("netns") is None:
+def published_interface(summary: Summary, container: ContainerState) -> Optional[InterfaceState]:
+    """The interface a container's published ports are DNATed to; None when they lead nowhere
+    (host mode, only internal or non-bridge networks)."""
+    if container.netns is None:
         return None
-    networks = {n["name"]: n for n in summary.get("networks", ()) if n.get("bridge")}
-    if container.get("shares"):
-        container = next((c for c in summary.get("containers", ()) if c["name"] == container["shares"]), container)
+    networks = {n.name: n for n in summary.networks if n.bridge}
+    if container.shares:
+        container = summary.container(container.shares) or container
     return _published_interface(container, networks)
 
 
-def _published_interface(container: dict[str, Any], networks: dict[str, dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _published_interface(container: ContainerState, networks: dict[str, NetworkState]) -> Optional[InterfaceState]:
     """The interface published ports lead to: the default-route one if it is on a non-internal
     bridge, else the first such interface."""
     candidates = [
-        i for i in container.get("interfaces") or ()
-        if i.get("network") in networks and not networks[i["network"]].get("internal")
-        and (i.get("ipv4") or i.get("ipv6"))
+        i for i in container.interfaces
+        if i.network in networks and not networks[i.network].internal and (i.ipv4 or i.ipv6)
     ]
     for iface in candidates:
-        if iface.get("default_route"):
+        if iface.default_route:
             return iface
     return candidates[0] if candidates else None
 

@@ -32,9 +32,6 @@ LEGACY_GATEWAY = ipaddress.IPv4Address("172.17.0.1")
 EPHEMERAL_FIRST = 32768
 EPHEMERAL_LAST = 60999  # Linux's default ip_local_port_range
 
-ADDRESSED_DRIVERS = ("bridge", "overlay", "macvlan", "ipvlan")
-# macvlan/ipvlan subnets are the parent's LAN: overlapping the host's own route is the point
-LAN_DRIVERS = ("macvlan", "ipvlan")
 
 
 def default_pools() -> list[ipaddress.IPv4Network]:
@@ -94,15 +91,9 @@ def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     for ns in facts.nameservers:
         out.append(Taken(ipaddress.ip_network(ns), f"nameserver {ns}"))
     for other, summary in facts.other_projects(project.name).items():
-        for net in summary.get("networks", ()):
-            if net.get("external"):
-                continue
-            for s in net.get("subnets", ()):
-                try:
-                    prefix = ipaddress.ip_network(s["subnet"], strict=False)
-                except (KeyError, ValueError):
-                    continue
-                out.append(Taken(prefix, f"project {other}'s network {net.get('name')}"))
+        for net in summary.owned_networks():
+            for s in net.subnets:
+                out.append(Taken(s.subnet, f"project {other}'s network {net.name}"))
     for net in project.networks.values():
         for pool in net.ipam_pools:
             if pool.subnet is not None:
@@ -131,13 +122,16 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     `previous` (full network name -> subnets, from this project's own state when it is up):
     a network keeps the subnet it has while nothing else claims it, so an edit that adds a
     network does not renumber the others."""
+    from compose_net import drivers
+
     taken = taken_prefixes(project, facts, own_devs)
     declared = {id(t) for t in taken if t.why.startswith("declared by")}
     foreign = [t for t in taken if id(t) not in declared]
     pools = default_pools()
     explicit: dict[str, list[Subnet]] = {}
     for key, net in project.networks.items():
-        if net.external or net.driver not in ADDRESSED_DRIVERS:
+        driver = drivers.get(net.driver)
+        if net.external or not driver.addressed:
             continue
         subnets: list[Subnet] = []
         for i, pool in enumerate(net.ipam_pools):
@@ -145,13 +139,13 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
                 continue
             kp = (pool.keypath or f"{net.keypath or 'networks.' + key}.ipam.config[{i}]") + ".subnet"
             clash = [t for t in foreign if t.prefix.version == pool.subnet.version and t.prefix.overlaps(pool.subnet)]
-            if net.driver in LAN_DRIVERS:
+            if driver.lan:
+                # the parent's LAN: a host route to it is expected, only other projects clash
                 clash = [t for t in clash if t.why.startswith("project")]
             if clash:
                 raise config_error(project, kp, f"subnet {pool.subnet} overlaps {clash[0].prefix} ({clash[0].why})")
             gw = pool.gateway
-            routed = net.driver == "ipvlan" and net.driver_opts.get("ipvlan_mode", "l2") != "l2"
-            if gw is None and not routed:
+            if gw is None and driver.gateway_needed(net):
                 gw = _first_host(pool.subnet)
             subnets.append(Subnet(pool.subnet, gw, pool.ip_range, tuple(pool.aux_addresses.values()),
                                   auto=False, keypath=pool.keypath,
@@ -342,17 +336,3 @@ def ephemeral_ports(requests: Sequence[tuple[str, int]], used: set[tuple[str, in
         cursor[proto] = port + count
         out.append(port)
     return out
-
-
-def subnets_from_summary(summary_net: Mapping) -> tuple[Subnet, ...]:
-    """An existing network's subnets as another project's project.json records them."""
-    out = []
-    for s in summary_net.get("subnets", ()):
-        try:
-            subnet = ipaddress.ip_network(s["subnet"], strict=False)
-        except (KeyError, ValueError):
-            continue
-        gw = ipaddress.ip_address(s["gateway"]) if s.get("gateway") else None
-        rng = ipaddress.ip_network(s["ip_range"]) if s.get("ip_range") else None
-        out.append(Subnet(subnet, gw, rng, note=f"{summary_net.get('name')}: subnet {subnet} (existing network)"))
-    return tuple(out)

@@ -3,8 +3,8 @@
 A network made here is a one-network project named `net.NAME` (a dot never appears in a Compose
 project name, so it cannot clash with one): planned by the ordinary planner (bridge, gateway
 address, its own firewall table), applied by the executor with its own journal, and removed by
-the executor's `down` from that journal. Its summary carries `"standalone": true` (so `ls` does not
-list it as a project) and `"created"`; other projects find its bridge and subnet there.
+the executor's `down` from that journal. Its summary is `standalone` (so `ls` does not
+list it as a project) and `created`; other projects find its bridge and subnet there.
 
 The caller (cli) holds `state.host_lock()` around these calls.
 """
@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
-import json
 from typing import Any, Optional
 
 from compose_net import naming
 from compose_net.errors import ConfigError, RuntimeFailure
 from compose_net.model import IpamPool, Network, Project
 from compose_net.plan.ops import FileWrite, Plan, SysctlSet
+from compose_net.summary import Summary, to_text
 
 PREFIX = "net."
 
@@ -69,25 +69,23 @@ def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] 
     plan = plan_up(project, facts)
     summary_path = naming.summary_path(project.name)
     ops = []
+    state = dataclasses.replace(plan.state, standalone=True, created=created or _now())
     for op in plan.ops:
         if isinstance(op, FileWrite) and op.path == summary_path:
-            summary = json.loads(op.content)
-            summary["standalone"] = True
-            summary["created"] = created or _now()
-            op = dataclasses.replace(op, content=json.dumps(summary, indent=2) + "\n")
+            op = dataclasses.replace(op, content=to_text(state))
         ops.append(op)
         if op.kind == "bridge_create" and not internal:
             # Projects attaching to this network may publish ports on 127.0.0.1 through it.
             ops.append(SysctlSet(op.unit, None, f"net.ipv4.conf.{op.name}.route_localnet", "1",
                                  note="ports published on loopback are DNATed out of this bridge"))
-    return dataclasses.replace(plan, ops=tuple(ops))
+    return dataclasses.replace(plan, ops=tuple(ops), state=state)
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _summaries() -> dict[str, dict[str, Any]]:
+def _summaries() -> dict[str, Summary]:
     from compose_net import state
 
     out = {}
@@ -99,22 +97,22 @@ def _summaries() -> dict[str, dict[str, Any]]:
 
 
 def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
-           internal: bool = False, driver: str = "bridge") -> dict[str, Any]:
+           internal: bool = False, driver: str = "bridge") -> Optional[Summary]:
     """Make network `name`; returns its summary. Fails if a network of that name exists."""
     from compose_net import executor
     from compose_net.probe import probe_host
 
     _check_name(name)
     for project, summary in _summaries().items():
-        for net in summary.get("networks", ()):
-            if net.get("name") == name and not net.get("external"):
+        for net in summary.owned_networks():
+            if net.name == name:
                 raise RuntimeFailure(f"network with name {name} already exists"
                                      + ("" if project == project_name(name) else f" (project {project})"))
     plan = plan_create(name, subnet, gateway, internal, driver, probe_host())
     executor.up(plan)
     from compose_net import state
 
-    return state.read_summary(project_name(name)) or {}
+    return state.read_summary(project_name(name))
 
 
 def remove(name: str) -> None:
@@ -124,15 +122,14 @@ def remove(name: str) -> None:
     project = project_name(name)
     summaries = _summaries()
     if project not in summaries and not state.Journal(project).exists():
-        owners = [p for p, s in summaries.items()
-                  if any(n.get("name") == name and not n.get("external") for n in s.get("networks", ()))]
+        owners = [p for p, s in summaries.items() if any(n.name == name for n in s.owned_networks())]
         if owners:
             raise RuntimeFailure(f"network {name} belongs to project {owners[0]}: "
                                  f"`compose-net -p {owners[0]} down` removes it")
         raise RuntimeFailure(f"no such network: {name}")
     users = sorted(
-        c["name"] for p, s in summaries.items() if p != project
-        for c in s.get("containers", ()) for i in c.get("interfaces") or () if i.get("network") == name)
+        c.name for p, s in summaries.items() if p != project
+        for c in s.containers for i in c.interfaces if i.network == name)
     if users:
         raise RuntimeFailure(f"network {name} has active endpoints: {', '.join(users)}")
     executor.down(project)

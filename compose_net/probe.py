@@ -14,9 +14,12 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Union
 
 from compose_net import naming
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compose_net.summary import Summary
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -47,7 +50,7 @@ class HostFacts:
     nameservers: tuple[IPAddress, ...] = ()
     resolv_conf: str = ""  # what a container without the embedded DNS gets as /etc/resolv.conf
     hosts: str = ""  # the host's /etc/hosts (for network_mode none/host copies)
-    projects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> project.json
+    projects: Mapping[str, "Summary"] = field(default_factory=dict)  # name -> its recorded state
     features: frozenset[str] = frozenset()  # subset of FEATURES keys the kernel has
     netns: frozenset[str] = frozenset()
     features_known: bool = False  # False: could not tell (treat every feature as maybe present)
@@ -55,7 +58,7 @@ class HostFacts:
     def has_feature(self, name: str) -> bool:
         return name in self.features or not self.features_known
 
-    def other_projects(self, project: str) -> dict[str, Mapping[str, Any]]:
+    def other_projects(self, project: str) -> dict[str, "Summary"]:
         return {k: v for k, v in self.projects.items() if k != project}
 
     def used_ports(self, exclude_project: str = "") -> set[tuple[str, int]]:
@@ -64,13 +67,12 @@ class HostFacts:
         for name, summary in self.projects.items():
             if name == exclude_project:
                 continue
-            for c in summary.get("containers", ()):
-                for p in c.get("ports", ()):
-                    if p.get("published") is None:
+            for c in summary.containers:
+                for p in c.ports:
+                    if p.published is None:
                         continue
-                    end = p.get("published_end") or p["published"]
-                    for port in range(p["published"], end + 1):
-                        used.add((p.get("protocol", "tcp"), port))
+                    for port in range(p.published, (p.published_end or p.published) + 1):
+                        used.add((p.protocol, port))
         return used
 
 
@@ -221,22 +223,25 @@ def _features() -> tuple[frozenset[str], bool]:
     return frozenset(have), known
 
 
-def _projects() -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
+def _projects() -> dict[str, "Summary"]:
+    from compose_net.errors import StateError
+    from compose_net.summary import from_text
+
+    out: dict[str, "Summary"] = {}
     try:
         entries = sorted(os.listdir(naming.state_root()))
     except OSError:
         return out
     for name in entries:
-        text = _read(f"{naming.state_root()}/{name}/project.json")
+        path = f"{naming.state_root()}/{name}/project.json"
+        text = _read(path)
         if not text:
             continue
         try:
-            data = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            out[str(data.get("project", name))] = data
+            summary = from_text(text, path)
+        except StateError:
+            continue  # not ours to judge here: the project's own commands report it
+        out[summary.project] = summary
     return out
 
 

@@ -24,10 +24,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from compose_net.errors import StateError
 from compose_net.plan.ops import Op, op_from_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compose_net.summary import Summary
 
 DEFAULT_ROOT = "/run/compose-net"
 JOURNAL = "journal"
@@ -183,13 +186,18 @@ class Journal:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def read_summary(project: str) -> Optional[dict[str, Any]]:
+def read_summary(project: str) -> Optional["Summary"]:
+    """The project's recorded state, or None when it is not up."""
+    from compose_net.summary import from_text
+
+    path = summary_path(project)
     try:
-        return json.loads(summary_path(project).read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise StateError(f"cannot read {summary_path(project)}: {exc}") from exc
+    except OSError as exc:
+        raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+    return from_text(text, str(path))
 
 
 def list_projects() -> list[str]:

@@ -1,6 +1,6 @@
-"""Who sees which names: the project summary turned into per-asking-container views.
+"""Who sees which names: the recorded state turned into per-asking-container views.
 
-Pure: a summary dict (the `project.json` written by `up`) in, `Records` out. No sockets, no
+Pure: a `summary.Summary` (the `project.json` written by `up`) in, `Records` out. No sockets, no
 kernel. The server keeps one `View` per container namespace it listens in; the socket a query
 arrives on picks the view.
 
@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Mapping, Optional, Union
 
 from compose_net.errors import PlanError
+from compose_net.summary import ContainerState, InterfaceState, NetworkState, Summary
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -147,105 +148,79 @@ def normalize(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def _eth_key(iface: Mapping[str, Any]) -> tuple[int, str]:
-    ifname = iface.get("ifname") or ""
+def _eth_key(iface: InterfaceState) -> tuple[int, str]:
+    ifname = iface.ifname or ""
     digits = ifname[3:] if ifname.startswith("eth") else ""
     return (int(digits), ifname) if digits.isdigit() else (1 << 30, ifname)
 
 
-def _address(text: Optional[str]) -> Optional[IPAddress]:
-    if not text:
-        return None
-    return ipaddress.ip_interface(text).ip
-
-
-def _endpoint_names(container: Mapping[str, Any], iface: Mapping[str, Any]) -> list[str]:
-    names = [container.get("service"), container.get("name"), *(iface.get("aliases") or ())]
-    if container.get("hostname"):
-        names.append(container["hostname"])
-    if container.get("id"):
-        names.append(container["id"][:12])
+def _endpoint_names(container: ContainerState, iface: InterfaceState) -> list[str]:
+    names = [container.service, container.name, *iface.aliases]
+    if container.hostname:
+        names.append(container.hostname)
+    if container.id:
+        names.append(container.short_id)
     return [normalize(n) for n in names if n]
 
 
-def _is_default_bridge(net: Mapping[str, Any]) -> bool:
-    # Docker's default bridge has no service discovery; only links resolve there.
-    return bool(net.get("shared")) and net.get("name") == "bridge"
-
-
-def build(summary: Mapping[str, Any]) -> Records:
+def build(summary: Summary) -> Records:
     """Every container namespace's view of the project's names."""
-    project = summary.get("project", "")
-    ttl = summary.get("dns_ttl")
     # 0 is a valid TTL (answers not cached); the field is a 32-bit unsigned count (RFC 2181 §8).
-    ttl = DEFAULT_TTL if ttl is None else min(max(int(ttl), 0), MAX_TTL)
-    networks = {n["name"]: n for n in summary.get("networks", ())}
-    host_ns = tuple(ipaddress.ip_address(a) for a in summary.get("host_nameservers") or ())
-    containers = [c for c in summary.get("containers", ())]
-
+    ttl = min(max(int(summary.dns_ttl), 0), MAX_TTL)
+    networks = {n.name: n for n in summary.networks}
     names: dict[str, dict[str, Answer]] = {n: {} for n in networks}
     ptr: dict[str, dict[str, str]] = {n: {} for n in networks}
     # service -> network -> Answer, for links
     by_service: dict[str, dict[str, Answer]] = {}
-    for ctr in containers:
-        for iface in ctr.get("interfaces") or ():
-            net = iface.get("network")
+    for ctr in summary.containers:
+        for iface in ctr.interfaces:
+            net = iface.network
             if net not in networks:
                 continue
-            v4 = _address(iface.get("ipv4"))
-            v6 = _address(iface.get("ipv6"))
+            v4 = iface.ipv4.ip if iface.ipv4 else None
+            v6 = iface.ipv6.ip if iface.ipv6 else None
             ans = Answer((v4,) if v4 else (), (v6,) if v6 else ())
-            svc = ctr.get("service")
-            if svc:
-                per_net = by_service.setdefault(svc, {})
-                per_net[net] = per_net[net].merged(ans) if net in per_net else ans
-            if _is_default_bridge(networks[net]):
-                continue
+            per_net = by_service.setdefault(ctr.service, {})
+            per_net[net] = per_net[net].merged(ans) if net in per_net else ans
+            if not networks[net].discovery:
+                continue  # Docker's default bridge has no service discovery; only links resolve there
             table = names[net]
             for name in _endpoint_names(ctr, iface):
                 table[name] = table[name].merged(ans) if name in table else ans
-            target = f"{ctr.get('name')}.{net}"
+            target = f"{ctr.name}.{net}"
             for addr in (v4, v6):
                 if addr is not None:
                     ptr[net][addr.reverse_pointer] = target
 
     tables = {n: NetworkTable(n, names[n], ptr[n]) for n in networks}
-
     views: dict[str, View] = {}
-    for ctr in containers:
-        netns = ctr.get("netns")
-        ifaces = sorted(ctr.get("interfaces") or (), key=_eth_key)
+    for ctr in summary.containers:
+        ifaces = sorted(ctr.interfaces, key=_eth_key)
         # A container sharing another's namespace answers through that one's sockets.
-        if not netns or ctr.get("shares") or ctr.get("network_mode") == "host" or not ifaces:
+        if not ctr.netns or ctr.shares or not ifaces:
             continue
-        own_nets = [i["network"] for i in ifaces if i.get("network") in networks]
-        links: dict[str, Answer] = {}
-        for link in ctr.get("links") or ():
-            svc = link.get("service")
-            alias = normalize(link.get("alias") or svc or "")
-            per_net = by_service.get(svc, {})
-            for net in own_nets:
-                if net in per_net:
-                    links[alias] = per_net[net]
-                    break
-        internal_only = all(networks[n].get("internal") for n in own_nets)
-        if internal_only:
-            upstreams: tuple[IPAddress, ...] = ()
-        elif ctr.get("dns"):
-            upstreams = tuple(ipaddress.ip_address(a) for a in ctr["dns"])
-        else:
-            upstreams = host_ns
-        search = tuple(normalize(s) for s in ctr.get("dns_search") or () if normalize(s))
-        link_key = tuple(sorted((k, v.v4, v.v6) for k, v in links.items()))
-        scope = (tuple(own_nets), link_key, search, upstreams)
-        views[netns] = View(
-            container=ctr.get("name", netns),
-            netns=netns,
-            tables=tuple(tables[n] for n in own_nets),
-            links=links,
-            search=search,
-            upstreams=upstreams,
-            ttl=ttl,
-            scope=scope,
-        )
-    return Records(project=project, ttl=ttl, views=views)
+        views[ctr.netns] = _view(ctr, ifaces, networks, tables, by_service, summary.host_nameservers, ttl)
+    return Records(project=summary.project, ttl=ttl, views=views)
+
+
+def _view(ctr: ContainerState, ifaces: list[InterfaceState], networks: dict[str, NetworkState],
+          tables: dict[str, NetworkTable], by_service: dict[str, dict[str, Answer]],
+          host_ns: tuple[IPAddress, ...], ttl: int) -> View:
+    own_nets = [i.network for i in ifaces if i.network in networks]
+    links: dict[str, Answer] = {}
+    for link in ctr.links:
+        per_net = by_service.get(link.service, {})
+        for net in own_nets:
+            if net in per_net:
+                links[normalize(link.alias or link.service)] = per_net[net]
+                break
+    if all(networks[n].internal for n in own_nets):
+        upstreams: tuple[IPAddress, ...] = ()
+    elif ctr.dns:
+        upstreams = ctr.dns
+    else:
+        upstreams = host_ns
+    search = tuple(normalize(s) for s in ctr.dns_search if normalize(s))
+    link_key = tuple(sorted((k, v.v4, v.v6) for k, v in links.items()))
+    return View(container=ctr.name, netns=ctr.netns, tables=tuple(tables[n] for n in own_nets), links=links,
+                search=search, upstreams=upstreams, ttl=ttl, scope=(tuple(own_nets), link_key, search, upstreams))

@@ -46,6 +46,7 @@ from compose_net.dns.resolver import (
     truncate,
 )
 from compose_net.errors import RuntimeFailure
+from compose_net.summary import from_text
 
 try:  # the builtin module: hashlib would load OpenSSL, 3-4 MB of RSS for one digest
     from _sha256 import sha256
@@ -242,7 +243,7 @@ class Server:
             return
         digest = records_digest(raw)
         try:
-            records = build(json.loads(raw))
+            records = build(from_text(raw.decode(), str(self.records)))
         except Exception as exc:  # a bad file must not stop a serving server
             log.error("bad records %s: %s", self.records, exc)
             self._write_status(digest, {}, f"bad records file: {exc}")

@@ -1,18 +1,24 @@
-"""What a network driver is to the planner: it plans its network's ops and, per container, the
-ops that attach that container. The planner decides everything shared (names, addresses, order,
-routes, files); a driver only says which kernel objects realise one network and one attachment.
+"""What a network driver is to the rest of compose-net, and what all drivers share.
 
-Drivers never fail on host facts (a missing parent, a kernel without ipvlan): `up --dry-run` must
-plan anywhere. They return warnings instead; the executor checks again before touching anything.
+A driver owns everything about its kind of network (as netavark's do): which `driver_opts` it
+takes and how they are checked, which host devices a network of its kind has, how its layout is
+derived from the compose network and its subnets, the ops that create the network and attach a
+container, and what `docker network inspect` shows as its options. Nothing outside `drivers/`
+asks which driver a network has; the planner asks the driver.
+
+Drivers never fail on host facts (a missing parent, a kernel without ipvlan): `up --dry-run`
+must plan anywhere. They return warnings instead; the executor checks again before touching
+anything.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, Union
+from typing import Any, Mapping, Optional, Union
 
 from compose_net.ipam import Subnet
+from compose_net.model import Network
 from compose_net.plan.ops import Op
 from compose_net.probe import HostFacts
 
@@ -21,6 +27,13 @@ IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 MTU_OPT = "com.docker.network.driver.mtu"
 MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
+
+# How a container is connected: through its networks' interfaces (None), or in a mode.
+HOST = "host"  # the host's own namespace (network_mode: host, or only networks of a host driver)
+NONE = "none"  # a namespace with only `lo`
+LEGACY = "legacy"  # network_mode: bridge, the legacy default bridge shared by every project
+SHARES = "shares"  # network_mode: service:X, X's namespace
+UNSUPPORTED = "unsupported"  # network_mode: container:X (no such container here)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,8 @@ class NetworkLayout:
     icc: bool = True
     enable_ipv6: bool = False
     route_localnet: bool = False  # some port is published on loopback via this bridge
+    routed: bool = False  # the parent routes (ipvlan l3): a default route needs no gateway
+    forwards: bool = False  # the host routes this network's traffic (ip_forward)
     vxlan: Optional[str] = None
     vni: Optional[int] = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -83,16 +98,42 @@ class InterfaceLayout:
     hairpin: bool = False  # the container publishes ports: it may reach itself through them
 
 
-class Driver(Protocol):
-    name: str
+class Driver:
+    """The defaults every driver starts from: a network with no devices and no addresses."""
+
+    name = ""
+    addressed = False  # IPAM numbers its networks
+    lan = False  # its subnets are the parent's LAN: a host route to them is expected, not a clash
+    container_mode: Optional[str] = None  # HOST/NONE: a container only on such networks gets that mode
+
+    def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Problems with `driver_opts`: (option key, message naming the value)."""
+        return []
+
+    def host_devices(self, net: Network) -> tuple[str, ...]:
+        """The host links a network of this driver makes (known before its subnets are)."""
+        return ()
+
+    def gateway_needed(self, net: Network) -> bool:
+        """Whether a subnet given without a gateway gets its first host address as one."""
+        return True
+
+    def layout(self, net: Network, base: NetworkLayout) -> tuple[NetworkLayout, list[str]]:
+        """The network as this driver realises it, from the common `base`; plus notes."""
+        return base, []
 
     def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:
         """The ops creating the network (in the host), and warnings about this host."""
-        ...
+        return [], []
 
     def attach_ops(self, net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
         """The ops giving the container its interface with its addresses (no routes)."""
-        ...
+        return []
+
+    def inspect_options(self, net: Any) -> dict[str, str]:
+        """`docker network inspect`'s Options for a recorded network (`summary.NetworkState`)
+        that differ from this driver's defaults."""
+        return {}
 
 
 def address_ops(net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
@@ -119,3 +160,7 @@ def gateway_ops(net: NetworkLayout, dev: str) -> list[Op]:
         iface = ipaddress.ip_interface(f"{s.gateway}/{s.subnet.prefixlen}")
         ops.append(AddrAdd(net.unit, None, dev, iface, note=s.note))
     return ops
+
+
+def false(value: Optional[str]) -> bool:
+    return str(value).strip().lower() in ("false", "0", "no", "off")

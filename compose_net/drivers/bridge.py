@@ -1,14 +1,61 @@
-"""The bridge driver: a Linux bridge holding the gateway addresses, one veth pair per container."""
+"""The bridge driver: a Linux bridge holding the gateway addresses, one veth pair per container.
+
+It also makes the legacy default bridge (`network_mode: bridge`, Docker's docker0), `cn0`,
+which every project shares."""
 
 from __future__ import annotations
 
-from compose_net.drivers.base import InterfaceLayout, NetworkLayout, address_ops, gateway_ops
+import re
+from dataclasses import replace
+from typing import Any, Mapping
+
+from compose_net import ipam, naming
+from compose_net.drivers.base import (ICC_OPT, MASQ_OPT, Driver, InterfaceLayout, NetworkLayout, address_ops,
+                                      false, gateway_ops)
+from compose_net.model import Network
 from compose_net.plan.ops import BridgeCreate, Op, SysctlSet, VethCreate
 from compose_net.probe import HostFacts
 
+_IFNAME_BAD = re.compile(r"[\s/:]")
+LEGACY_UNIT = f"shared:{naming.LEGACY_BRIDGE}"
 
-class BridgeDriver:
+
+def check_ifname(value: Any, what: str) -> list[str]:
+    name = str(value)
+    if len(name.encode()) > naming.IFNAMSIZ:
+        return [f'{what} "{name}" is longer than {naming.IFNAMSIZ} bytes']
+    if not name or name in (".", "..") or _IFNAME_BAD.search(name):
+        return [f'invalid {what} "{name}"']
+    return []
+
+
+class BridgeDriver(Driver):
     name = "bridge"
+    addressed = True
+
+    def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if naming.BRIDGE_NAME_OPT in opts:
+            return [(naming.BRIDGE_NAME_OPT, m) for m in check_ifname(opts[naming.BRIDGE_NAME_OPT], "bridge name")]
+        return []
+
+    def host_devices(self, net: Network) -> tuple[str, ...]:
+        return () if net.external else (naming.bridge_name(net.name, net.driver_opts),)
+
+    def layout(self, net: Network, base: NetworkLayout) -> tuple[NetworkLayout, list[str]]:
+        return replace(base, bridge=naming.bridge_name(net.name, net.driver_opts),
+                       masquerade=base.masquerade and not false(net.driver_opts.get(MASQ_OPT)),
+                       icc=not false(net.driver_opts.get(ICC_OPT)), forwards=True), []
+
+    @staticmethod
+    def legacy_layout() -> NetworkLayout:
+        """Docker's docker0: 172.17.0.0/16 on `cn0`, in a link group no project owns."""
+        return NetworkLayout(
+            key="", name=naming.LEGACY_NETWORK, driver="bridge", unit=LEGACY_UNIT, group=naming.LEGACY_GROUP,
+            bridge=naming.LEGACY_BRIDGE, external=True, shared=True, forwards=True,
+            subnets=(ipam.Subnet(ipam.LEGACY_SUBNET, ipam.LEGACY_GATEWAY,
+                                 note=f"{naming.LEGACY_NETWORK}: the legacy default bridge "
+                                 f"{ipam.LEGACY_SUBNET} on {naming.LEGACY_BRIDGE}, shared by all projects"),),
+        )
 
     def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:
         warnings: list[str] = []
@@ -35,3 +82,13 @@ class BridgeDriver:
         veth = VethCreate(iface.unit, iface.host_ifname, iface.ifname, iface.netns, net.group,
                           master=net.bridge, mtu=net.mtu, peer_mac=iface.mac, hairpin=iface.hairpin)
         return [veth] + address_ops(net, iface)
+
+    def inspect_options(self, net: Any) -> dict[str, str]:
+        opts: dict[str, str] = {}
+        if net.bridge and not str(net.bridge).startswith("cn"):
+            opts[naming.BRIDGE_NAME_OPT] = net.bridge
+        if net.icc is False:
+            opts[ICC_OPT] = "false"
+        if net.masquerade is False and not net.internal:
+            opts[MASQ_OPT] = "false"
+        return opts

@@ -3,20 +3,34 @@ enslaved to it (VNI from a hash of the network name), ready for remote peers lat
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, Mapping
+
+from compose_net import naming
 from compose_net.drivers.base import InterfaceLayout, NetworkLayout
 from compose_net.drivers.bridge import BridgeDriver
+from compose_net.model import Network
 from compose_net.plan.ops import Op, VxlanCreate
 from compose_net.probe import HostFacts
 
 
-class OverlayDriver:
+class OverlayDriver(BridgeDriver):
     name = "overlay"
 
-    def __init__(self) -> None:
-        self._bridge = BridgeDriver()
+    def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return super().check_options(opts)
+
+    def host_devices(self, net: Network) -> tuple[str, ...]:
+        if net.external:
+            return ()
+        return super().host_devices(net) + (naming.vxlan_name(net.name),)
+
+    def layout(self, net: Network, base: NetworkLayout) -> tuple[NetworkLayout, list[str]]:
+        layout, notes = super().layout(net, base)
+        return replace(layout, vxlan=naming.vxlan_name(net.name), vni=naming.vxlan_vni(net.name)), notes
 
     def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:
-        ops, warnings = self._bridge.network_ops(net, facts)
+        ops, warnings = super().network_ops(net, facts)
         if not facts.has_feature("vxlan"):
             warnings.append(f"network {net.name}: this kernel has no VXLAN support; up will fail")
         vxlan = VxlanCreate(net.unit, net.vxlan, net.vni, net.group, master=net.bridge, mtu=net.mtu,
@@ -24,4 +38,4 @@ class OverlayDriver:
         return [ops[0], vxlan] + ops[1:], warnings
 
     def attach_ops(self, net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
-        return self._bridge.attach_ops(net, iface)
+        return super().attach_ops(net, iface)

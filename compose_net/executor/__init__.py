@@ -262,11 +262,11 @@ def _without_containers(op: Op, names: set[str]) -> Op:
     """The summary FileWrite `op` with the containers `names` left out (other ops as they are)."""
     if not isinstance(op, FileWrite) or not op.path.endswith(SUMMARY):
         return op
-    import json
+    from compose_net.summary import from_text, to_text
 
-    summary = json.loads(op.content)
-    summary["containers"] = [c for c in summary.get("containers", ()) if c.get("name") not in names]
-    return dataclasses.replace(op, content=json.dumps(summary, separators=(",", ":")) + "\n")
+    summary = from_text(op.content)
+    summary = dataclasses.replace(summary, containers=tuple(c for c in summary.containers if c.name not in names))
+    return dataclasses.replace(op, content=to_text(summary))
 
 
 def _up_diff(

@@ -22,7 +22,10 @@ import ipaddress
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compose_net.summary import Summary
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -543,12 +546,14 @@ class DnsStop(Op):
 
 @dataclass(frozen=True)
 class Plan:
-    """What `up` will do: the ordered ops plus the planner's explanations and warnings."""
+    """What `up` will do: the ordered ops plus the planner's explanations and warnings, and the
+    state the project has once they are applied (for the plan's headings)."""
 
     project: str
     ops: tuple[Op, ...]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    state: Optional["Summary"] = field(default=None, compare=False)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [op.to_json() for op in self.ops]

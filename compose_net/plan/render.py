@@ -9,7 +9,8 @@ import json
 from typing import Any, Iterable, Optional
 
 from compose_net.model import Project
-from compose_net.plan.ops import FileWrite, Op, Plan
+from compose_net.plan.ops import Op, Plan
+from compose_net.summary import ContainerState, NetworkState, Summary
 
 _UNIT_TITLES = {"host": "host", "state": "state", "firewall": "firewall", "dns": "dns"}
 
@@ -25,31 +26,16 @@ def _unit_title(unit: str) -> str:
     return _UNIT_TITLES.get(unit, unit)
 
 
-def _summary_of(plan: Plan) -> Optional[dict[str, Any]]:
-    for op in plan.ops:
-        if isinstance(op, FileWrite) and op.unit == "state" and op.path.endswith("/project.json"):
-            try:
-                return json.loads(op.content)
-            except ValueError:
-                return None
-    return None
-
-
-def _network_detail(summary: Optional[dict[str, Any]], name: str) -> str:
-    if not summary:
+def _network_detail(summary: Optional[Summary], name: str) -> str:
+    net = summary.network(name) if summary else None
+    if net is None:
         return ""
-    for net in summary.get("networks", ()):
-        if net["name"] == name:
-            parts = []
-            for s in net.get("subnets", ()):
-                gw = f", gateway {s['gateway']}" if s.get("gateway") else ""
-                parts.append(f"{s['subnet']}{gw}")
-            extra = [net["driver"]] + (["internal"] if net.get("internal") else [])
-            return f" ({'; '.join(extra + parts)})"
-    return ""
+    parts = [f"{s.subnet}, gateway {s.gateway}" if s.gateway else str(s.subnet) for s in net.subnets]
+    extra = [net.driver] + (["internal"] if net.internal else [])
+    return f" ({'; '.join(extra + parts)})"
 
 
-def _lines(ops: Iterable[Op], summary: Optional[dict[str, Any]] = None) -> list[str]:
+def _lines(ops: Iterable[Op], summary: Optional[Summary] = None) -> list[str]:
     ops = list(ops)
     width = len(str(len(ops)))
     out: list[str] = []
@@ -68,9 +54,9 @@ def _lines(ops: Iterable[Op], summary: Optional[dict[str, Any]] = None) -> list[
 
 
 def render_text(plan: Plan) -> str:
-    summary = _summary_of(plan)
-    nets = len(summary["networks"]) if summary else len({o.unit for o in plan.ops if o.unit.startswith("network:")})
-    ctrs = len(summary["containers"]) if summary else len({o.unit for o in plan.ops if o.unit.startswith("container:")})
+    summary = plan.state
+    nets = len(summary.networks) if summary else len({o.unit for o in plan.ops if o.unit.startswith("network:")})
+    ctrs = len(summary.containers) if summary else len({o.unit for o in plan.ops if o.unit.startswith("container:")})
     out = [f"project {plan.project}: {nets} network{'s' if nets != 1 else ''}, "
            f"{ctrs} container{'s' if ctrs != 1 else ''}, {len(plan.ops)} ops", ""]
     out += _lines(plan.ops, summary)
@@ -95,13 +81,15 @@ def render_down_text(project: str, ops: Iterable[Op]) -> str:
 # --- topology ---------------------------------------------------------------------------------
 
 
-def _ports_text(container: dict[str, Any]) -> list[str]:
+def _span(start: Optional[int], end: Optional[int]) -> str:
+    return f"{start}" if end in (None, start) else f"{start}-{end}"
+
+
+def _ports_text(container: ContainerState) -> list[str]:
     out = []
-    for p in container.get("ports", ()):
-        pub = f"{p['published']}" + (f"-{p['published_end']}" if p.get("published_end") not in (None, p["published"]) else "")
-        tgt = f"{p['target']}" + (f"-{p['target_end']}" if p.get("target_end") not in (None, p["target"]) else "")
-        host = f"{p['host_ip']}:" if p.get("host_ip") else ""
-        out.append(f"{host}{pub}->{tgt}/{p['protocol']}")
+    for p in container.ports:
+        host = f"{p.host_ip}:" if p.host_ip else ""
+        out.append(f"{host}{_span(p.published, p.published_end)}->{_span(p.target, p.target_end)}/{p.protocol}")
     return out
 
 
@@ -133,14 +121,13 @@ class _Ids:
 def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
     """The topology: networks (subnet, gateway), containers (interfaces, addresses, ports), and
     an edge per interface. `fmt` is "mermaid" or "dot"."""
-    summary = _summary_of(plan) or {"networks": [], "containers": []}
-    nets = summary["networks"]
-    ctrs = summary["containers"]
+    summary = plan.state or Summary(plan.project)
+    nets, ctrs = summary.networks, summary.containers
     node = _Ids()
     for n in nets:
-        node("net", n["name"])
+        node("net", n.name)
     for c in ctrs:
-        node("c", c["name"])
+        node("c", c.name)
     if fmt == "dot":
         return _dot(plan.project, nets, ctrs, node)
     if fmt != "mermaid":
@@ -148,27 +135,27 @@ def render_graph(project: Project, plan: Plan, fmt: str = "mermaid") -> str:
     out = ["graph LR"]
     for n in nets:
         label = "<br/>".join(_net_lines(n))
-        out.append(f'  {node("net", n["name"])}{{{{"{label}"}}}}')
+        out.append(f'  {node("net", n.name)}{{{{"{label}"}}}}')
     for c in ctrs:
         lines = _container_lines(c)
-        out.append(f'  {node("c", c["name"])}["{"<br/>".join(lines)}"]')
-        for i in c.get("interfaces", ()):
-            addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
-            out.append(f'  {node("c", c["name"])} -- "{i["ifname"]} {addrs}" --- {node("net", i["network"])}')
-        if c.get("shares"):
-            out.append(f'  {node("c", c["name"])} -. shares netns .-> {node("c", c["shares"])}')
+        out.append(f'  {node("c", c.name)}["{"<br/>".join(lines)}"]')
+        for i in c.interfaces:
+            addrs = " ".join(str(a) for a in i.addresses)
+            out.append(f'  {node("c", c.name)} -- "{i.ifname} {addrs}" --- {node("net", i.network)}')
+        if c.shares:
+            out.append(f'  {node("c", c.name)} -. shares netns .-> {node("c", c.shares)}')
     return "\n".join(out) + "\n"
 
 
-def _net_lines(n: dict[str, Any]) -> list[str]:
-    subnets = [f"{s['subnet']} gw {s['gateway']}" if s.get("gateway") else s["subnet"] for s in n["subnets"]]
-    return [n["name"], n["driver"] + (" internal" if n.get("internal") else ""), *subnets]
+def _net_lines(n: NetworkState) -> list[str]:
+    subnets = [f"{s.subnet} gw {s.gateway}" if s.gateway else str(s.subnet) for s in n.subnets]
+    return [n.name, n.driver + (" internal" if n.internal else ""), *subnets]
 
 
-def _container_lines(c: dict[str, Any]) -> list[str]:
-    lines = [c["name"]]
-    if c.get("network_mode") and not c.get("interfaces"):
-        lines.append(f"network_mode: {c['network_mode']}")
+def _container_lines(c: ContainerState) -> list[str]:
+    lines = [c.name]
+    if c.network_mode and not c.interfaces:
+        lines.append(f"network_mode: {c.network_mode}")
     return lines + _ports_text(c)
 
 
@@ -176,20 +163,20 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]], node: _Ids) -> str:
+def _dot(project: str, nets: tuple[NetworkState, ...], ctrs: tuple[ContainerState, ...], node: _Ids) -> str:
     out = [f"graph {_q(project)} {{", "  rankdir=LR;", "  node [fontname=\"monospace\"];"]
     for n in nets:
         label = "\\n".join(_net_lines(n))
-        out.append(f'  {node("net", n["name"])} [shape=ellipse, label="{label}"];')
+        out.append(f'  {node("net", n.name)} [shape=ellipse, label="{label}"];')
     for c in ctrs:
         lines = _container_lines(c)
         label = "\\n".join(lines)
-        out.append(f'  {node("c", c["name"])} [shape=box, label="{label}"];')
-        for i in c.get("interfaces", ()):
-            addrs = " ".join(a for a in (i.get("ipv4"), i.get("ipv6")) if a)
-            out.append(f'  {node("c", c["name"])} -- {node("net", i["network"])} [label="{i["ifname"]} {addrs}"];')
-        if c.get("shares"):
-            out.append(f'  {node("c", c["name"])} -- {node("c", c["shares"])} [style=dashed, label="shares netns"];')
+        out.append(f'  {node("c", c.name)} [shape=box, label="{label}"];')
+        for i in c.interfaces:
+            addrs = " ".join(str(a) for a in i.addresses)
+            out.append(f'  {node("c", c.name)} -- {node("net", i.network)} [label="{i.ifname} {addrs}"];')
+        if c.shares:
+            out.append(f'  {node("c", c.name)} -- {node("c", c.shares)} [style=dashed, label="shares netns"];')
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -197,39 +184,41 @@ def _dot(project: str, nets: list[dict[str, Any]], ctrs: list[dict[str, Any]], n
 # --- config -----------------------------------------------------------------------------------
 
 
-def config_extension(summary: dict[str, Any]) -> dict[str, Any]:
+def config_extension(summary: Summary) -> dict[str, Any]:
     """What `config` adds under `x-compose-net`: each network's subnets and bridge, each
     container's interfaces with their addresses (from the planner's summary)."""
     networks: dict[str, Any] = {}
-    for n in summary.get("networks", ()):
-        entry: dict[str, Any] = {"driver": n["driver"]}
-        if n.get("bridge"):
-            entry["bridge"] = n["bridge"]
-        if n.get("parent"):
-            entry["parent"] = n["parent"]
-        entry["subnets"] = [{k: v for k, v in s.items() if v is not None} for s in n.get("subnets", ())]
-        networks[n["name"]] = entry
+    for n in summary.networks:
+        entry: dict[str, Any] = {"driver": n.driver}
+        if n.bridge:
+            entry["bridge"] = n.bridge
+        if n.parent:
+            entry["parent"] = n.parent
+        entry["subnets"] = [{k: str(v) for k, v in (("subnet", s.subnet), ("gateway", s.gateway),
+                                                    ("ip_range", s.ip_range)) if v is not None}
+                            for s in n.subnets]
+        networks[n.name] = entry
     containers: dict[str, Any] = {}
-    for c in summary.get("containers", ()):
-        entry = {"service": c["service"], "index": c["index"]}
-        if c.get("network_mode"):
-            entry["network_mode"] = c["network_mode"]
-        if c.get("netns"):
-            entry["netns"] = c["netns"]
+    for c in summary.containers:
+        entry = {"service": c.service, "index": c.index}
+        if c.network_mode:
+            entry["network_mode"] = c.network_mode
+        if c.netns:
+            entry["netns"] = c.netns
         interfaces: dict[str, Any] = {}
-        for i in c.get("interfaces", ()):
-            iface: dict[str, Any] = {"interface_name": i["ifname"]}
-            for key, out_key in (("ipv4", "ipv4_address"), ("ipv6", "ipv6_address"), ("mac", "mac_address")):
-                if i.get(key):
-                    iface[out_key] = i[key]
-            if i.get("default_route") or i.get("default_route6"):
+        for i in c.interfaces:
+            iface: dict[str, Any] = {"interface_name": i.ifname}
+            for value, out_key in ((i.ipv4, "ipv4_address"), (i.ipv6, "ipv6_address"), (i.mac, "mac_address")):
+                if value:
+                    iface[out_key] = str(value)
+            if i.default_route or i.default_route6:
                 iface["default_route"] = True
-            interfaces[i["network"]] = iface
+            interfaces[i.network] = iface
         if interfaces:
             entry["networks"] = interfaces
         ports = _ports_text(c)
         if ports:
             entry["ports"] = ports
-        containers[c["name"]] = entry
+        containers[c.name] = entry
     # sorted like the rest of `config`'s output
     return {"networks": dict(sorted(networks.items())), "containers": dict(sorted(containers.items()))}

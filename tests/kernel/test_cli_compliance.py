@@ -141,9 +141,9 @@ def _host_resolv_conf() -> str:
 
 
 def _summary(name: str) -> dict:
-    from compose_net import state
+    from compose_net import jsonform, state
 
-    return state.read_summary(name)
+    return jsonform.dump(state.read_summary(name))
 
 
 def test_exec_runs_in_the_namespace_with_its_files_and_passes_the_status(project):

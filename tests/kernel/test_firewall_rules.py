@@ -22,6 +22,7 @@ import pytest
 
 from conftest import Uplink, sh
 from compose_net import firewall
+from compose_net.summary import from_data
 from compose_net.executor import nft
 
 SERVER = r"""
@@ -160,9 +161,9 @@ class Topology:
         self.servers.append(proc)
         assert proc.stdout.readline().strip() == "ready"
 
-    def summary(self) -> dict:
-        return {"version": 1, "project": self.tag, "group": 0, "table": self.table,
-                "networks": self.networks, "containers": self.containers}
+    def summary(self):
+        return from_data({"version": 1, "project": self.tag, "group": 0, "table": self.table,
+                          "networks": self.networks, "containers": self.containers})
 
     def apply(self) -> None:
         nft.apply_table("inet", self.table, json.dumps(firewall.ruleset(self.summary())))
@@ -333,7 +334,7 @@ def test_reapply_replaces_the_table_and_delete_removes_only_it(kernel_lock):
         before_other = sh("nft", "list", "table", "inet", other).stdout
         net = {"name": "n", "bridge": f"cn-{tag}x", "internal": False, "masquerade": True, "icc": True,
                "subnets": [{"subnet": "10.214.1.0/24", "gateway": "10.214.1.1"}]}
-        doc = firewall.ruleset({"table": mine, "networks": [net], "containers": []})
+        doc = firewall.ruleset(from_data({"project": tag, "table": mine, "networks": [net], "containers": []}))
         nft.apply_table("inet", mine, json.dumps(doc))
         first = sh("nft", "list", "table", "inet", mine).stdout
         nft.apply_table("inet", mine, doc)  # again: replaced, not duplicated
@@ -341,7 +342,8 @@ def test_reapply_replaces_the_table_and_delete_removes_only_it(kernel_lock):
         assert first.count("masquerade") == 1
         # an edited summary replaces the table whole: the old subnet's rule is gone
         net2 = dict(net, subnets=[{"subnet": "10.214.2.0/24", "gateway": "10.214.2.1"}])
-        nft.apply_table("inet", mine, json.dumps(firewall.ruleset({"table": mine, "networks": [net2], "containers": []})))
+        nft.apply_table("inet", mine, json.dumps(firewall.ruleset(
+            from_data({"project": tag, "table": mine, "networks": [net2], "containers": []}))))
         edited = sh("nft", "list", "table", "inet", mine).stdout
         assert "10.214.2.0/24" in edited and "10.214.1.0/24" not in edited
         nft.apply_table("inet", mine, doc)

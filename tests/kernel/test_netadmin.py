@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import sh
-from compose_net import netadmin, state, views
+from compose_net import jsonform, netadmin, state, views
 from compose_net.errors import ConfigError, RuntimeFailure
 from compose_net.executor import nft
 from compose_net.plan.ops import BridgeCreate, FileWrite, NftApply, SysctlSet
@@ -67,7 +67,7 @@ def test_create_inspect_and_remove(kernel_lock):
     project = netadmin.project_name(name)
     try:
         with state.host_lock():
-            summary = netadmin.create(name, subnet="10.215.1.0/24", gateway="10.215.1.1")
+            summary = jsonform.dump(netadmin.create(name, subnet="10.215.1.0/24", gateway="10.215.1.1"))
         (net,) = summary["networks"]
         br = net["bridge"]
         addrs = sh("ip", "-o", "addr", "show", "dev", br).stdout
@@ -104,7 +104,7 @@ def test_a_project_attaches_and_the_network_outlives_it(kernel_lock):
     app = "t" + uuid.uuid4().hex[:8]
     try:
         with state.host_lock():
-            summary = netadmin.create(name)  # IPAM picks the subnet
+            summary = jsonform.dump(netadmin.create(name))  # IPAM picks the subnet
         (net,) = summary["networks"]
         subnet = ipaddress.ip_network(net["subnets"][0]["subnet"])
         gateway = net["subnets"][0]["gateway"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from compose_net import executor, state
+from compose_net import executor, jsonform, state
 from compose_net.errors import OpFailed
 from conftest import kernel_snapshot, sh
 
@@ -37,6 +37,11 @@ networks:
   front: {ipam: {config: [{subnet: 10.226.0.0/24}]}}
   back: {ipam: {config: [{subnet: 10.226.1.0/24}]}}
 """
+
+
+def _summary(project: str) -> dict:
+    """The recorded state in its JSON form."""
+    return jsonform.dump(state.read_summary(project))
 
 
 def _plan(project: str, directory: Path, text: str):
@@ -107,7 +112,7 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     assert f"container:{project_name}-db-1" in result.recreated
     assert f"container:{project_name}-cache-1" in result.created
     assert os.stat(f"/run/netns/{web}").st_ino == inode  # its ops did not change: untouched
-    summary = state.read_summary(project_name)
+    summary = _summary(project_name)
     assert {c["name"] for c in summary["containers"]} == {web, f"{project_name}-db-1", f"{project_name}-cache-1"}
     cache_ip = next(i["ipv4"] for c in summary["containers"] if c["service"] == "cache" for i in c["interfaces"])
     sh("ping", "-c1", "-W2", cache_ip.split("/")[0], ns=f"{project_name}-db-1")
@@ -138,7 +143,7 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     assert result.removed == (f"container:{project_name}-cache-1",)
     assert result.recreated == () or all(not u.startswith("container:") for u in result.recreated)
     assert os.stat(f"/run/netns/{web}").st_ino == inode
-    assert state.read_summary(project_name)["group"] == group
+    assert _summary(project_name)["group"] == group
     assert not Path(f"/run/netns/{project_name}-cache-1").exists()
     assert f"{project_name}-cache-1" not in sh("ip", "netns", "list").stdout
 
@@ -159,7 +164,7 @@ def test_two_projects_at_once_get_different_subnets(project_name, tmp_path):
         for proc in procs:
             _, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err
-        subnets = [ipaddress.ip_network(state.read_summary(n)["networks"][0]["subnets"][0]["subnet"]) for n in names]
+        subnets = [ipaddress.ip_network(_summary(n)["networks"][0]["subnets"][0]["subnet"]) for n in names]
         assert not subnets[0].overlaps(subnets[1])
     finally:
         for name in names:
@@ -256,7 +261,7 @@ def test_legacy_bridge_is_shared_and_left_to_the_last_project(project_name, tmp_
             _cli("up", "--quiet", project=name, file=f)
         out = _cli("up", project=names[1], file=files[1], env={**os.environ, "COMPOSE_NET_PROGRESS": "1"}).stdout
         assert sh("ip", "link", "show", "cn0", check=False).returncode == 0
-        ips = [next(i["ipv4"] for i in state.read_summary(n)["containers"][0]["interfaces"]).split("/")[0] for n in names]
+        ips = [next(i["ipv4"] for i in _summary(n)["containers"][0]["interfaces"]).split("/")[0] for n in names]
         assert ips[0] != ips[1]
         _cli("down", "--quiet", project=names[0])
         assert sh("ip", "link", "show", "cn0", check=False).returncode == 0  # still used by b

@@ -747,15 +747,18 @@ def test_project_directory_and_stdin(tmp_path, capsys, monkeypatch):
 def test_up_service_keeps_the_services_that_are_up(tmp_path, capsys, monkeypatch):
     """`up db` on a project whose web and api are up plans them too: an up of db alone would
     tear them down as removed (docker compose up db leaves them running)."""
+    import dataclasses
+
     from compose_net.plan.planner import summary
+    from compose_net.summary import to_text
 
     directory = ROOT / "examples" / "three-tier"
     project = load(LoadOptions(files=(str(directory / "compose.yml"),), environ={})).project
     state_dir = tmp_path / "state" / "shop"
     state_dir.mkdir(parents=True)
     up_now = summary(project)
-    up_now["containers"] = [c for c in up_now["containers"] if c["service"] == "web"]
-    (state_dir / "project.json").write_text(json.dumps(up_now))
+    up_now = dataclasses.replace(up_now, containers=tuple(c for c in up_now.containers if c.service == "web"))
+    (state_dir / "project.json").write_text(to_text(up_now))
     status, out, err = run(["up", "--dry-run", "--json", "db"], capsys, directory, monkeypatch)
     assert status == 0, err
     netns = {o["name"] for o in json.loads(out) if o["op"] == "netns_create"}

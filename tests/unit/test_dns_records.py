@@ -7,7 +7,14 @@ import ipaddress
 
 import pytest
 
-from compose_net.dns.records import build
+from compose_net.dns import records
+from compose_net.summary import from_data
+
+
+def build(data):
+    """Records from a summary written as JSON data (the form `up` records)."""
+    return records.build(from_data(data))
+
 
 IP = ipaddress.ip_address
 

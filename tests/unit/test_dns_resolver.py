@@ -10,7 +10,14 @@ import pytest
 from dnslib import CLASS, DNSError, DNSRecord, EDNS0, EDNSOption, QTYPE, RCODE
 from hypothesis import given, settings, strategies as st
 
-from compose_net.dns.records import build
+from compose_net.dns import records
+from compose_net.summary import from_data
+
+
+def build(data):
+    """Records from a summary written as JSON data (the form `up` records)."""
+    return records.build(from_data(data))
+
 from compose_net.dns.resolver import ANSWER, DROP, FORWARD, Resolver, edns_size, truncate, question_end
 from test_dns_records import _ctr, sample_summary
 

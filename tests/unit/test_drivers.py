@@ -6,6 +6,7 @@ from compose_net.ipam import Subnet
 from compose_net.plan import ops as O
 from compose_net.plan.planner import plan_up, summary
 from compose_net.probe import HostFacts
+from compose_net.summary import VxlanState
 from planning_projects import att, net, pool, project, svc
 
 SUB = Subnet(ipaddress.ip_network("10.7.0.0/24"), ipaddress.ip_address("10.7.0.1"))
@@ -84,9 +85,9 @@ def test_planned_macvlan_and_ipvlan_projects():
     routes = [o for o in plan.ops if o.kind == "route_add"]
     assert len(routes) == 1 and str(routes[0].gateway) == "192.0.2.254" and routes[0].dev == "eth0"
     s = summary(p, HERE)
-    l3 = [n for n in s["networks"] if n["driver"] == "ipvlan"][0]
-    assert l3["subnets"][0]["gateway"] is None and l3["mode"] == "l3" and l3["bridge"] is None
-    assert s["containers"][0]["interfaces"][0]["host_ifname"] is None
+    l3 = [n for n in s.networks if n.driver == "ipvlan"][0]
+    assert l3.subnets[0].gateway is None and l3.mode == "l3" and l3.bridge is None
+    assert s.containers[0].interfaces[0].host_ifname is None
     # the plan's explanation says there is no gateway, as the summary does
     l3_notes = [n for n in plan.notes if n.startswith("p_l3:")]
     assert l3_notes == ["p_l3: subnet 10.77.0.0/24 as configured, no gateway (ipvlan l3: the parent routes)"]
@@ -95,7 +96,7 @@ def test_planned_macvlan_and_ipvlan_projects():
 def test_overlay_project_has_vni_in_summary():
     p = project("p", [svc("s", att("o"))], [net("o", "p", driver="overlay")])
     s = summary(p)
-    assert s["networks"][0]["vxlan"] == {"name": naming.vxlan_name("p_o"), "vni": naming.vxlan_vni("p_o")}
+    assert s.networks[0].vxlan == VxlanState(naming.vxlan_name("p_o"), naming.vxlan_vni("p_o"))
     assert [o.kind for o in plan_up(p).ops if o.unit == "network:p_o"] == ["bridge_create", "vxlan_create", "addr_add"]
 
 
@@ -108,6 +109,6 @@ def test_macvlan_without_parent_gets_a_private_parent_link():
     assert br.name == parent and br.unit == "network:p_lan"
     links = [o for o in plan.ops if o.kind == "macvlan_create"]
     assert [o.parent for o in links] == [parent, parent]
-    assert summary(p, HERE)["networks"][0]["parent"] == parent
+    assert summary(p, HERE).networks[0].parent == parent
     (gdel,) = [o for o in O.teardown(plan.ops) if o.kind == "link_group_delete"]
     assert parent in gdel.names

@@ -11,6 +11,7 @@ import pytest
 
 from compose_net import firewall
 from compose_net.errors import PlanError, RuntimeFailure
+from compose_net.summary import from_data
 
 
 def network(name="p_front", bridge="cn-aaaa0001", subnet="172.18.0.0/16", **kw):
@@ -40,8 +41,8 @@ def port(published, target, protocol="tcp", host_ip=None, published_end=None, ta
 
 
 def summary(networks, containers=(), table="cn-p"):
-    return {"version": 1, "project": "p", "group": 7, "table": table,
-            "networks": list(networks), "containers": list(containers)}
+    return from_data({"version": 1, "project": "p", "group": 7, "table": table,
+                      "networks": list(networks), "containers": list(containers)})
 
 
 def rules(doc, chain):

@@ -17,6 +17,7 @@ import pytest
 from compose_net.plan.planner import plan_up
 from compose_net.plan.render import render_json, render_text
 from compose_net.probe import HostFacts
+from compose_net.summary import from_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/compose.yml"))
@@ -41,7 +42,7 @@ FIREWALL_PLACEHOLDER = '{"nftables": "firewall.ruleset(summary), checked by test
 
 def golden_view(plan):
     """The plan with the firewall ruleset checked and replaced by a placeholder."""
-    summary = next(json.loads(o.content) for o in plan.ops if o.kind == "file_write" and o.unit == "state")
+    summary = next(from_text(o.content) for o in plan.ops if o.kind == "file_write" and o.unit == "state")
     ops = []
     for op in plan.ops:
         if op.kind == "nft_apply":

@@ -5,6 +5,7 @@ import pytest
 from compose_net import ipam
 from compose_net.errors import ConfigError, PlanError
 from compose_net.probe import HostAddress, HostFacts, HostRoute
+from compose_net.summary import from_data
 from planning_projects import att, net, pool, project, svc
 
 N = ipaddress.ip_network
@@ -31,7 +32,8 @@ def test_auto_subnets_in_order_skipping_host_routes_addresses_nameservers_and_ot
         routes=(HostRoute(N("172.18.5.0/24"), "eth1"), HostRoute(N("0.0.0.0/0"), "eth0")),
         addresses=(HostAddress(ipaddress.ip_interface("172.19.3.4/32"), "eth2"),),
         nameservers=(A("172.20.0.53"),),
-        projects={"other": {"networks": [{"name": "other_x", "subnets": [{"subnet": "172.21.0.0/16"}]}]}},
+        projects={"other": from_data({"project": "other", "networks": [
+            {"name": "other_x", "subnets": [{"subnet": "172.21.0.0/16"}]}]})},
     )
     got = ipam.choose_subnets(p, facts)
     assert [str(got[k][0].subnet) for k in ("n1", "n2", "n3", "n4")] == \
@@ -70,7 +72,8 @@ def test_user_subnet_overlapping_host_route_or_other_project_is_a_config_error()
     with pytest.raises(ConfigError) as e:
         ipam.choose_subnets(p, facts)
     assert e.value.keypath == "networks.a.ipam.config[0].subnet" and "host route via eth0" in str(e.value)
-    other = HostFacts(projects={"o": {"networks": [{"name": "o_n", "subnets": [{"subnet": "192.0.2.0/24"}]}]}})
+    other = HostFacts(projects={"o": from_data({"project": "o", "networks": [
+        {"name": "o_n", "subnets": [{"subnet": "192.0.2.0/24"}]}]})})
     with pytest.raises(ConfigError, match="project o"):
         ipam.choose_subnets(p, other)
     # a macvlan network lives on the parent's LAN: the host's route to it is expected

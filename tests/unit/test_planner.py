@@ -7,13 +7,26 @@ from compose_net import naming
 from compose_net.errors import ConfigError
 from compose_net.model import Dependency, ExtraHost, Link, PortMapping
 from compose_net.plan import ops as O
-from compose_net.plan.planner import plan_up, summary
+from compose_net import jsonform
+from compose_net.plan import planner
+from compose_net.plan.planner import plan_up
+from compose_net.summary import from_data
 from compose_net.probe import HostFacts
 from planning_projects import att, net, pool, project, svc, three_tier
 
 
 def by_kind(plan, kind, **match):
     return [o for o in plan.ops if o.kind == kind and all(getattr(o, k) == v for k, v in match.items())]
+
+
+def state(p, facts=None):
+    """The typed state the plan records."""
+    return planner.summary(p, facts)
+
+
+def summary(p, facts=None):
+    """The same in its JSON form (project.json), for comparisons by value."""
+    return jsonform.dump(state(p, facts))
 
 
 def container(summ, name):
@@ -53,7 +66,7 @@ def test_plan_is_deterministic_and_summary_is_what_the_plan_writes():
 
 def test_summary_shape():
     s = summary(three_tier())
-    assert s["version"] == 1 and s["project"] == "shop" and s["table"] == "cn-shop"
+    assert s["version"] == 2 and s["project"] == "shop" and s["table"] == "cn-shop"
     assert 0 < s["group"] < 2**31
     front = s["networks"][0]
     assert front["name"] == "shop_front" and front["bridge"] == naming.bridge_name("shop_front")
@@ -170,16 +183,19 @@ def test_network_modes():
 
 
 def test_legacy_bridge_avoids_addresses_of_other_projects():
-    other = {"o": {"networks": [], "containers": [{"name": "o-x-1", "interfaces": [{"network": "bridge", "ipv4": "172.17.0.2/16"}]}]}}
+    other = {"o": from_data({"project": "o", "networks": [], "containers": [
+        {"name": "o-x-1", "service": "x", "interfaces": [{"network": "bridge", "ifname": "eth0", "ipv4": "172.17.0.2/16"}]}]})}
     p = project("p", [svc("s", network_mode="bridge")], [])
     s = summary(p, HostFacts(projects=other))
     assert container(s, "p-s-1")["interfaces"][0]["ipv4"] == "172.17.0.3/16"
 
 
 def test_external_network_from_other_project_state():
-    other = {"o": {"networks": [{"name": "shared_net", "driver": "bridge", "bridge": "cn-deadbeef", "external": False,
-                                 "subnets": [{"subnet": "10.50.0.0/24", "gateway": "10.50.0.1"}]}],
-                   "containers": [{"name": "o-x-1", "interfaces": [{"network": "shared_net", "ipv4": "10.50.0.2/24"}]}]}}
+    other = {"o": from_data({"project": "o", "networks": [
+        {"name": "shared_net", "driver": "bridge", "bridge": "cn-deadbeef", "external": False,
+         "subnets": [{"subnet": "10.50.0.0/24", "gateway": "10.50.0.1"}]}],
+        "containers": [{"name": "o-x-1", "service": "x",
+                        "interfaces": [{"network": "shared_net", "ifname": "eth0", "ipv4": "10.50.0.2/24"}]}]})}
     p = project("p", [svc("s", att("ext"))], [net("ext", "p", name="shared_net", external=True)])
     plan = plan_up(p, HostFacts(projects=other))
     assert not [o for o in plan.ops if o.unit.startswith("network:")]
@@ -218,7 +234,8 @@ def test_ports_ephemeral_and_conflicts_and_route_localnet():
                                                 PortMapping(target=53, target_end=53, protocol="udp"),
                                                 PortMapping(target=7001, target_end=7002, published=7001, published_end=7002)),
                       replicas=2)], [net("a", "p")])
-    facts = HostFacts(projects={"o": {"containers": [{"ports": [{"protocol": "tcp", "published": 32768}]}]}})
+    facts = HostFacts(projects={"o": from_data({"project": "o", "containers": [
+        {"name": "o-x-1", "service": "x", "ports": [{"protocol": "tcp", "published": 32768, "target": 1, "target_end": 1}]}]})})
     with pytest.raises(ConfigError, match="both publish tcp port 7001"):
         plan_up(p, facts)
     p = project("p", [svc("s", att("a"), ports=(PortMapping(target=80, target_end=80),
@@ -257,7 +274,7 @@ def test_link_group_everywhere_and_stable_when_up_again():
     assert {o.group for o in plan.ops if o.kind in ("bridge_create", "veth_create")} == {group}
     # the project's own links already carry the group: it stays
     facts = HostFacts(links={naming.bridge_name("shop_front"): group, "eth0": 0},
-                      projects={"shop": summary(p)})
+                      projects={"shop": state(p)})
     assert summary(p, facts)["group"] == group
     clash = HostFacts(links={"foreign0": group})
     assert summary(p, clash)["group"] != group
@@ -300,6 +317,7 @@ def test_an_edit_keeps_running_subnets_addresses_and_ports():
                            svc("api", att("front"), att("back"))],
                      [net("front", "p"), net("back", "p")])
     running = summary(before)
+    running_state = state(before)
     # a new network declared first and a new service declared first would shift everything if
     # numbering started afresh; with the project's own state they stay put
     after = project("p", [svc("cache", att("new"), att("front"), ports=(PortMapping(target=6379, target_end=6379),)),
@@ -308,7 +326,7 @@ def test_an_edit_keeps_running_subnets_addresses_and_ports():
                     [net("new", "p"), net("front", "p"), net("back", "p")])
     fresh = summary(after)
     assert fresh["networks"][0]["subnets"][0]["subnet"] == "172.18.0.0/16"  # without state: renumbered
-    kept = summary(after, HostFacts(projects={"p": running}))
+    kept = summary(after, HostFacts(projects={"p": running_state}))
     subnets = {n["name"]: n["subnets"][0]["subnet"] for n in kept["networks"]}
     assert subnets == {"p_new": "172.20.0.0/16", "p_front": "172.18.0.0/16", "p_back": "172.19.0.0/16"}
     for name in ("p-web-1", "p-api-1"):
@@ -317,7 +335,7 @@ def test_an_edit_keeps_running_subnets_addresses_and_ports():
     assert container(kept, "p-cache-1")["interfaces"][1]["ipv4"] == "172.18.0.4/16"
     assert container(kept, "p-cache-1")["ports"][0]["published"] == 32769
     # planning the unchanged project against its own state changes nothing
-    assert summary(before, HostFacts(projects={"p": running})) == running
+    assert summary(before, HostFacts(projects={"p": running_state})) == running
 
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -396,9 +414,6 @@ def test_link_local_ips_are_added():
 def test_dns_ttl_comes_from_compose_net_dns_ttl_in_the_environment(tmp_path):
     from compose_net.errors import PlanError
     from compose_net.loader import LoadOptions, load
-    from compose_net.plan.planner import summary
-    from compose_net.probe import HostFacts
-
     (tmp_path / "compose.yml").write_text("services:\n  a: {}\n")
     (tmp_path / ".env").write_text("COMPOSE_NET_DNS_TTL=30\n")
     project = load(LoadOptions(cwd=str(tmp_path), environ={})).project

@@ -52,7 +52,8 @@ def test_probe_reads_other_projects_state(tmp_path, monkeypatch):
     d = tmp_path / "other"
     d.mkdir()
     summary = {"project": "other", "group": 7, "networks": [{"name": "other_default", "subnets": [{"subnet": "172.18.0.0/16"}]}],
-               "containers": [{"name": "c", "ports": [{"protocol": "tcp", "published": 8080, "published_end": 8081}]}]}
+               "containers": [{"name": "c", "service": "c", "ports": [{"protocol": "tcp", "published": 8080,
+                                                                "published_end": 8081, "target": 80, "target_end": 81}]}]}
     (d / "project.json").write_text(json.dumps(summary))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "project.json").write_text("{not json")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from compose_net import state
+from compose_net.summary import Summary
 from compose_net.errors import StateError
 from compose_net.plan import ops as O
 
@@ -89,9 +90,12 @@ def test_list_projects_and_read_summary(state_root):
     assert state.list_projects() == ["a", "b"]
     assert state.read_summary("a") is None
     state.summary_path("a").write_text('{"version": 1, "project": "a"}')
-    assert state.read_summary("a") == {"version": 1, "project": "a"}
+    assert state.read_summary("a") == Summary("a")  # version 1 reads as it is
     state.summary_path("b").write_text("{not json")
     with pytest.raises(StateError):
+        state.read_summary("b")
+    state.summary_path("b").write_text('{"version": 99, "project": "b"}')
+    with pytest.raises(StateError, match="version 99 is newer"):
         state.read_summary("b")
 
 

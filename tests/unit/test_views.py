@@ -1,4 +1,4 @@
-"""views: ps / ls / network ls / network inspect data from summaries (project.json)."""
+"""views: ps / ls / network ls / network inspect data from recorded states (project.json)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import copy
 import json
 
 from compose_net import views
+from compose_net.summary import from_data
 
-SHOP = {
+SHOP_DATA = {
     "version": 1, "project": "shop", "group": 4242, "table": "cn-shop",
     "working_dir": "/srv/shop", "files": ["/srv/shop/compose.yml"], "created": "2026-11-28T10:00:00Z",
     "networks": [
@@ -51,7 +52,7 @@ SHOP = {
 }
 
 # The external network's owner: a `network create` one-network project.
-STANDALONE = {
+STANDALONE_DATA = {
     "version": 1, "project": "shared_net", "table": "cn-shared_net", "standalone": True, "files": [],
     "created": "2026-11-28T09:00:00Z",
     "networks": [{"name": "shared_net", "key": None, "id": "c" * 64, "driver": "bridge", "bridge": "cn-3c4d5e6f",
@@ -59,6 +60,10 @@ STANDALONE = {
                   "labels": {}, "subnets": [{"subnet": "10.50.0.0/24", "gateway": "10.50.0.1", "ip_range": None}]}],
     "containers": [],
 }
+
+
+SHOP = from_data(SHOP_DATA)
+STANDALONE = from_data(STANDALONE_DATA)
 
 
 def test_ps_rows_one_row_per_interface_with_ports_like_docker():
@@ -96,9 +101,9 @@ def test_ps_json_fields():
 
 
 def test_ps_lists_the_ipv6_binding_when_the_ports_lead_to_an_ipv6_address():
-    dual = copy.deepcopy(SHOP)
+    dual = copy.deepcopy(SHOP_DATA)
     dual["containers"][0]["interfaces"][0]["ipv6"] = "fd00:2::2/64"
-    assert views.ps_json(dual)[0]["Ports"].startswith("0.0.0.0:8080->80/tcp, :::8080->80/tcp, 127.0.0.1")
+    assert views.ps_json(from_data(dual))[0]["Ports"].startswith("0.0.0.0:8080->80/tcp, :::8080->80/tcp, 127.0.0.1")
 
 
 def test_ls_lists_projects_not_standalone_networks():
@@ -153,19 +158,12 @@ def test_network_inspect_shaped_like_docker():
 
 
 def test_network_inspect_external_network_gathers_containers_of_every_project_and_finds_ids():
-    other = copy.deepcopy(SHOP)
+    other = copy.deepcopy(SHOP_DATA)
     other["project"] = "blog"
-    other["containers"] = [dict(SHOP["containers"][2], name="blog-db-1", id="4" * 64)]
-    got = views.network_inspect([SHOP, STANDALONE, other], "shared_net")
+    other["containers"] = [dict(SHOP_DATA["containers"][2], name="blog-db-1", id="4" * 64)]
+    got = views.network_inspect([SHOP, STANDALONE, from_data(other)], "shared_net")
     assert {c["Name"] for c in got["Containers"].values()} == {"shop-db-1", "blog-db-1"}
     assert got["Labels"] == {} and got["Created"] == "2026-11-28T09:00:00Z"
     assert views.network_inspect([SHOP], "cccc")["Name"] == "shared_net"  # id prefix
     assert views.network_inspect([SHOP], "nope") is None
     assert views.network_inspect([SHOP], "") is None
-
-
-def test_views_do_not_change_their_input():
-    before = copy.deepcopy(SHOP)
-    views.ps_rows(SHOP), views.ps_json(SHOP), views.network_inspect([SHOP], "shop_front")
-    views.network_ls_json([SHOP]), views.ls_json([SHOP])
-    assert SHOP == before
