@@ -145,11 +145,24 @@ def _project_name(args: argparse.Namespace) -> str:
     return _load(args).project.name
 
 
-def _plan(project, dry_run: bool):
-    from compose_net.plan.planner import plan_up
+def _plan(project):
+    """What `up` applies now: the desired plan held against the journal and the kernel."""
+    from compose_net import observe, state
+    from compose_net.plan.planner import plan_changes, plan_up
     from compose_net.probe import probe_host
 
-    return plan_up(project, probe_host())
+    facts = probe_host()
+    desired = plan_up(project, facts)
+    recorded = state.Journal(project.name).read().ops if _can_observe() else ()
+    if not recorded and not _can_observe():
+        # not root, nothing recorded: the project is not up, so the whole plan is what up does
+        return desired
+    observed = observe.read(observe.query(desired.ops + recorded))
+    return plan_changes(project, facts, recorded, observed)
+
+
+def _can_observe() -> bool:
+    return os.geteuid() == 0
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -193,7 +206,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     result = _load(args, args.services)
     project = result.project
     if args.dry_run:
-        plan = _plan(_selected(project, args.services), dry_run=True)
+        plan = _plan(_selected(project, args.services))
         from compose_net.plan import render
 
         for warning in plan.warnings:
@@ -205,7 +218,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     reporter = Progress.for_args(args)
     started = time.monotonic()
     with state.host_lock():
-        plan = _plan(_selected(project, args.services), dry_run=False)
+        plan = _plan(_selected(project, args.services))
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
@@ -389,8 +402,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     result = _load(args)
-    plan = _plan(result.project, dry_run=True)
+    from compose_net.plan.planner import plan_up
     from compose_net.plan.render import render_graph
+    from compose_net.probe import probe_host
+
+    plan = plan_up(result.project, probe_host())
 
     fmt = args.format
     if args.output:

@@ -274,3 +274,27 @@ class _Builder:
             {"add": table}, {"delete": table}, {"add": table},
             *self.chains, *self.rules,
         ]}
+
+
+# --- comparing a table with its ruleset -------------------------------------------------------
+
+
+def shape(items: Iterable[dict[str, Any]]) -> str:
+    """A table as comparable text: its chains (type, hook, priority, policy) and each chain's
+    rules in order, expressions and comments as nft says them, handles left out. `items` is a
+    ruleset document's `nftables` list (`add` commands) or `nft -j list table`'s (objects):
+    both give the same shape for the same table, so `up` can tell whether the kernel's table is
+    the one the plan would write."""
+    import json
+
+    chains: dict[str, dict[str, Any]] = {}
+    rules: dict[str, list[Any]] = {}
+    for item in items:
+        body = item.get("add", item) if isinstance(item, dict) else {}
+        if "chain" in body:
+            chain = {k: v for k, v in body["chain"].items() if k not in ("handle", "family", "table")}
+            chains[chain["name"]] = chain
+        elif "rule" in body:
+            rule = body["rule"]
+            rules.setdefault(rule["chain"], []).append([rule["expr"], rule.get("comment")])
+    return json.dumps({name: [chain, rules.get(name, [])] for name, chain in chains.items()}, sort_keys=True)

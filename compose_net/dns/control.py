@@ -18,10 +18,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from compose_net.dns.server import LISTEN_ADDR, NETNS_DIR, PORT, STATE_ROOT, _is_dns_process, _setns, records_digest
 from compose_net.errors import RuntimeFailure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compose_net.observe import DnsFacts
 
 START_TIMEOUT = 10.0
 FILES = ("dns.pid", "dns.status", "dns.log")
@@ -225,3 +228,66 @@ def _signal_and_wait(pid: int, project: str, sig: int, timeout: float) -> None:
         os.waitpid(pid, os.WNOHANG)  # our own child: reap it, so no zombie stays
     except ChildProcessError:
         pass
+
+
+def observe(project: str, state: Optional[Path] = None) -> "DnsFacts":
+    """What the project's server is doing now: its pid (0 when it does not run), the records it
+    serves, and the namespaces in which it really holds a socket on 127.0.0.11:53 (a namespace
+    deleted and made again under the same name has none of its sockets)."""
+    from compose_net.observe import DnsFacts
+
+    st = _state(project, state)
+    pid = running_pid(project, st)
+    if not pid:
+        return DnsFacts()
+    status = _read_status(st)
+    inodes = _socket_inodes(pid)
+    listening = _listening(list(status.get("netns") or ()), inodes)
+    return DnsFacts(pid=pid, records=str(status.get("records") or ""), digest=str(status.get("digest") or ""),
+                    listening=listening)
+
+
+_LISTEN_HEX = "0B00007F:0035"  # 127.0.0.11:53 as /proc/net/udp writes it
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
+def _listening(namespaces: list[str], inodes: set[str]) -> frozenset[str]:
+    """The namespaces in which one of `inodes` is a UDP socket bound to 127.0.0.11:53."""
+    found: set[str] = set()
+
+    def look() -> None:  # on a thread of its own, which ends here: it never goes home
+        for netns in namespaces:
+            try:
+                fd = os.open(NETNS_DIR / netns, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _setns(fd)
+                finally:
+                    os.close(fd)
+                with open("/proc/thread-self/net/udp") as fh:
+                    for line in fh:
+                        parts = line.split()
+                        if len(parts) > 9 and parts[1] == _LISTEN_HEX and parts[9] in inodes:
+                            found.add(netns)
+                            break
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    return frozenset(found)

@@ -1,24 +1,23 @@
 """Apply a plan to the kernel (`up`), undo it from the journal alone (`down`).
 
 Nothing is decided here that the plan did not say: `apply.HANDLERS` maps each op kind to the
-code that performs it. What this module adds is the order of whole runs:
+code that performs it, and `up` runs exactly the plan's ops, in order. What this module adds is
+the bookkeeping around a run:
 
-- a fresh `up`: preflight, then the ops in plan order, journaled before they are sent; on any
-  failure the ops this run journaled are inverted (`plan.ops.teardown`) and OpFailed names the op;
-- `up` again: same ops, nothing to do; an edited plan: the difference unit by unit (removed units
-  torn down, changed ones recreated, new ones created, the summary and firewall table replaced in
-  place, DNS told to reload);
-- an `up` that never finished (crash, `kill -9`): everything it journaled is removed first;
+- the journal: before the first op reaches the kernel it holds everything that may exist once
+  the run is over (what was recorded before, and what the plan makes); after a successful run,
+  exactly what the plan says the project is (`Plan.record`);
+- failure: what this run made is undone (not what it replaced in place: a file, the table), the
+  journal keeps what it held before, and OpFailed names the op and the kernel's error;
 - `down`: DNS stopped first, then the inverses of the journal, best effort, every error reported.
 
-Units named "shared:..." (the legacy bridge `cn0`) are created only if missing and removed only by
-the last project whose journal still has them. The caller holds `state.host_lock()` around
-probe + plan + apply; these functions do not take it themselves.
+Units named "shared:..." (the legacy bridge `cn0`) are removed only by the last project whose
+journal still has them. The caller holds `state.host_lock()` around observe + plan + apply;
+these functions do not take it themselves.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -27,16 +26,13 @@ from typing import Callable, Optional
 from compose_net.errors import DownErrors, OpFailed, RuntimeFailure
 from compose_net.executor import preflight
 from compose_net.executor.apply import Applier, unit_event
-from compose_net.plan.ops import DnsStart, DnsStop, FileWrite, LinkDelete, LinkGroupDelete, Op, Plan, teardown
-from compose_net.state import SUMMARY, Journal, list_projects
+from compose_net.plan.ops import DnsStop, LinkDelete, LinkGroupDelete, Op, Plan, teardown
+from compose_net.state import Journal, list_projects
 
 Progress = Optional[Callable[[tuple], None]]
 
 FAIL_AFTER_ENV = "COMPOSE_NET_FAIL_AFTER"
 SHARED_PREFIX = "shared:"
-# Units whose ops replace their object in place (an atomic file rename, an atomic nft
-# transaction): changed, they are re-applied without being torn down first.
-IN_PLACE_UNITS = ("state", "firewall", "host")
 
 
 @dataclass(frozen=True)
@@ -94,18 +90,6 @@ def _shared_in_use(project: str, unit: str) -> bool:
         except RuntimeFailure:
             return True  # unreadable: assume in use rather than pull the bridge from under it
     return False
-
-
-def _present_shared(ops: tuple[Op, ...]) -> set[str]:
-    """Shared units whose objects already exist (made by another project): not created again."""
-    present = set()
-    for unit, unit_ops in _units(ops).items():
-        if not unit.startswith(SHARED_PREFIX):
-            continue
-        names = [key[2] for op in unit_ops for key in op.creates() if key[0] == "link" and key[1] is None]
-        if names and all(preflight.host_link_exists(n) for n in names):
-            present.add(unit)
-    return present
 
 
 def _teardown_for_down(
@@ -180,162 +164,87 @@ def down(project: str, *, progress: Progress = None) -> None:
 
 
 def up(plan: Plan, *, progress: Progress = None) -> UpResult:
+    """Apply exactly `plan.ops`; afterwards the journal holds `plan.record`."""
     started = time.perf_counter()
     fail_after = _fail_after()
     journal = Journal(plan.project)
     try:
         prior = journal.read()
-        if prior.ops and not prior.complete:
-            # An `up` that never finished: clear what it may have made, then start afresh.
-            errors = _undo(_teardown_for_down(plan.project, prior.ops))
-            if errors:
-                raise DownErrors(errors)
-            journal.discard()
-            prior = journal.read()
-        if not prior.ops:
-            result = _up_fresh(plan, journal, fail_after, progress)
-        elif list(prior.ops) == list(plan.ops):
-            result = UpResult(plan.project, changed=False, warnings=_revive_dns(plan))
-        else:
-            result = _up_diff(plan, journal, prior.ops, fail_after, progress)
+        record = tuple(plan.record if plan.record is not None else plan.ops)
+        if not plan.ops:
+            if prior.ops != record or not prior.complete:
+                journal.rewrite(record, complete=True)
+            return UpResult(plan.project, changed=False, seconds=time.perf_counter() - started)
+        statuses = _unit_statuses(plan, prior.ops, record)
+        numbered = list(enumerate(plan.ops, 1))
+        ours = frozenset(key for op in prior.ops for key in op.creates())
+        preflight.check(numbered, ours=ours)
+        # Everything that may exist once this run ends, on record before the kernel sees any of it.
+        journal.rewrite(_merged(prior.ops, record), complete=False)
+        ap = Applier(None, progress=progress, actions=statuses)
+        try:
+            ap.run(numbered, fail_after, plan.ops)
+        except BaseException as exc:
+            ap.close()
+            _roll_back(plan.project, journal, prior, ap.done, exc)
+            raise
+        finally:
+            ap.close()
+        journal.rewrite(record, complete=True)
     finally:
         journal.close()
-    return UpResult(**{**result.__dict__, "seconds": time.perf_counter() - started})
+    by_status: dict[str, list[str]] = {}
+    for unit, status in statuses.items():
+        by_status.setdefault(status, []).append(unit)
+    return UpResult(plan.project, True, created=tuple(by_status.get("created", ())),
+                    recreated=tuple(by_status.get("recreated", ()) + by_status.get("updated", ())),
+                    removed=tuple(by_status.get("removed", ())), ops_applied=ap.count,
+                    warnings=tuple(ap.warnings), updated=bool(prior.ops),
+                    seconds=time.perf_counter() - started)
 
 
-def _revive_dns(plan: Plan) -> tuple[str, ...]:
-    """Nothing to change in the kernel, but the DNS server is a process, not a kernel object:
-    after a crash, a kill or a reboot of the process alone, an unchanged `up` starts it again."""
-    start = next((op for op in plan.ops if isinstance(op, DnsStart)), None)
-    if start is None:
-        return ()
-    from compose_net.dns import control
-
-    if control.ensure_running(plan.project, start.records):
-        return (f"the embedded DNS server of {plan.project} was not running: started it again",)
-    return ()
+def _merged(first: tuple[Op, ...], then: tuple[Op, ...]) -> list[Op]:
+    seen = set(first)
+    return list(first) + [op for op in then if op not in seen]
 
 
-def _up_fresh(plan: Plan, journal: Journal, fail_after: Optional[int], progress: Progress) -> UpResult:
-    numbered = list(enumerate(plan.ops, 1))
-    present = _present_shared(plan.ops)
-    todo = [(seq, op) for seq, op in numbered if op.unit not in present]
-    present_links = frozenset(
-        key[2] for _, op in numbered if op.unit in present for key in op.creates() if key[0] == "link"
-    )
-    preflight.check(todo, present=present_links)
-    # Shared objects that exist are journaled (we use them, so the last user removes them) but
-    # not made, and not part of this run's rollback.
-    journal.record([op for _, op in numbered if op.unit in present])
-    ap = Applier(journal, progress=progress)
-    try:
-        ap.run(todo, fail_after, plan.ops)
-        journal.mark_complete()
-    except BaseException as exc:
-        ap.close()
-        errors = _undo(_teardown_for_down(plan.project, tuple(ap.done), context=plan.ops))
-        if errors:  # the journal stays, unfinished, for `down` or the next `up`
-            raise _with_rollback_errors(exc, errors) from exc
+def _unit_statuses(plan: Plan, prior: tuple[Op, ...], record: tuple[Op, ...]) -> dict[str, str]:
+    """What happens to each unit the plan touches, for the progress lines and the summary."""
+    before = {op.unit for op in prior}
+    after = {op.unit for op in record}
+    remade = {op.unit for op in plan.ops if op.kind == "netns_create"}
+    out: dict[str, str] = {}
+    for op in plan.ops:
+        unit = op.unit
+        if unit in out:
+            continue
+        if unit not in before:
+            out[unit] = "created"
+        elif unit not in after:
+            out[unit] = "removed"
+        else:
+            out[unit] = "recreated" if unit in remade else "updated"
+    return out
+
+
+def _roll_back(project: str, journal: Journal, prior, done: list[Op], exc: BaseException) -> None:
+    """Undo what a failed run made; what it replaced in place stays (its old form is gone, and
+    the next `up` writes it again). The journal goes back to what it held, or goes."""
+    replaced = {key for op in prior.ops for key in op.creates()}
+    made = [op for op in done if not (op.in_place and set(op.creates()) & replaced)]
+    errors = _undo(_teardown_for_down(project, tuple(made), group_delete=not prior.ops))
+    if errors:  # the journal stays as it is (a superset), for `down` or the next `up`
+        raise _with_rollback_errors(exc, errors) from exc
+    if prior.ops:
+        journal.rewrite(prior.ops, complete=prior.complete)
+    else:
         journal.discard()
-        raise
-    finally:
-        ap.close()
-    units = tuple(_units(plan.ops))
-    return UpResult(plan.project, True, created=units, ops_applied=ap.count, warnings=tuple(ap.warnings))
 
 
 def _with_rollback_errors(exc: BaseException, errors: list[str]) -> BaseException:
     if isinstance(exc, OpFailed):
         return OpFailed(exc.seq, exc.description, exc.reason + "; rollback left: " + "; ".join(errors))
     return DownErrors([str(exc)] + errors)
-
-
-def _dns_reload(ap: Applier, project: str) -> None:
-    from compose_net.executor.apply import _peer
-
-    control = _peer(ap, "compose_net.dns.control", "the embedded DNS server")
-    if control is not None:
-        control.reload(project)
-
-
-def _without_containers(op: Op, names: set[str]) -> Op:
-    """The summary FileWrite `op` with the containers `names` left out (other ops as they are)."""
-    if not isinstance(op, FileWrite) or not op.path.endswith(SUMMARY):
-        return op
-    from compose_net.summary import from_text, to_text
-
-    summary = from_text(op.content)
-    summary = dataclasses.replace(summary, containers=tuple(c for c in summary.containers if c.name not in names))
-    return dataclasses.replace(op, content=to_text(summary))
-
-
-def _up_diff(
-    plan: Plan, journal: Journal, old_ops: tuple[Op, ...], fail_after: Optional[int], progress: Progress
-) -> UpResult:
-    old, new = _units(old_ops), _units(plan.ops)
-    removed = [u for u in old if u not in new]
-    changed = [u for u in new if u in old and old[u] != new[u]]
-    added = [u for u in new if u not in old]
-    rebuilt = [u for u in changed if u not in IN_PLACE_UNITS]
-    present = _present_shared(tuple(op for op in plan.ops if op.unit in added))
-    todo_units = (set(added) | set(changed)) - present
-    numbered = [(seq, op) for seq, op in enumerate(plan.ops, 1) if op.unit in todo_units]
-
-    ours = frozenset(key for op in old_ops for key in op.creates())
-    present_links = frozenset(
-        key[2] for op in plan.ops if op.unit in present for key in op.creates() if key[0] == "link"
-    )
-    preflight.check(numbered, ours=ours, present=present_links)
-
-    ap = Applier(journal, progress=progress)
-    try:
-        dns_running = "dns" in old and "dns" in new and "dns" not in changed
-        containers_going = any(u.startswith("container:") for u in removed + rebuilt)
-        if dns_running and containers_going:
-            # A summary of the containers that stay first, so the DNS server lets go of the
-            # sockets it holds in the namespaces about to be deleted (a socket keeps its
-            # namespace alive), recreated ones included. Containers still to be made are left
-            # out too: a namespace the server waits for would be opened by its retry, whose
-            # status the reload after the build could take for its own answer.
-            changing = {u.partition(":")[2] for u in removed + rebuilt + added if u.startswith("container:")}
-            state_ops = [(s, _without_containers(op, changing)) for s, op in numbered if op.unit == "state"]
-            ap.run(state_ops)
-            _dns_reload(ap, plan.project)
-        # Tear down what goes, newest first, link by link (the project's group stays in use).
-        down_ops = [op for u in removed + rebuilt for op in old[u]]
-        order = {id(op): i for i, op in enumerate(old_ops)}
-        down_ops.sort(key=lambda op: order[id(op)])
-        undo = _teardown_for_down(plan.project, tuple(down_ops), group_delete=False)
-        errors = _undo(undo, progress)
-        if errors:
-            raise DownErrors(errors)
-        kept = [op for op in old_ops if op.unit not in removed and op.unit not in rebuilt]
-        journal.rewrite(kept + [op for op in plan.ops if op.unit in present], complete=False)
-        ap.run(numbered, fail_after, plan.ops)
-        if dns_running:
-            ap.flush()
-            _dns_reload(ap, plan.project)
-        journal.rewrite(plan.ops, complete=True)
-    except BaseException:
-        ap.close()
-        # Undo what this run made; the project is left partly torn down and its journal marked
-        # unfinished, so the next `up` starts from a clean slate.
-        _undo(_teardown_for_down(plan.project, tuple(ap.done), group_delete=False, context=plan.ops))
-        kept_now = [op for op in journal.read().ops if op not in ap.done]
-        journal.rewrite(kept_now, complete=False)
-        raise
-    finally:
-        ap.close()
-    return UpResult(
-        plan.project,
-        True,
-        created=tuple(added),
-        recreated=tuple(changed),
-        removed=tuple(removed),
-        ops_applied=ap.count,
-        warnings=tuple(ap.warnings),
-        updated=True,
-    )
 
 
 __all__ = ["UpResult", "up", "down", "plan_down"]

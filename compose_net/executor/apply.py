@@ -40,10 +40,12 @@ def unit_event(unit: str) -> Optional[tuple[str, str]]:
 
 
 class Applier:
-    def __init__(self, journal: Optional[Journal], *, undo: bool = False, progress: Progress = None):
+    def __init__(self, journal: Optional[Journal], *, undo: bool = False, progress: Progress = None,
+                 actions: Optional[dict[str, str]] = None):
         self.journal = journal
         self.undo = undo
         self.progress = progress
+        self.actions = actions or {}  # unit -> what happens to it ("created", "removed", ...)
         self.home = namespaces.home_fd()
         self.sockets: dict[Optional[str], Rtnl] = {}
         self.nsfds: dict[str, int] = {}
@@ -100,7 +102,7 @@ class Applier:
     def _report(self, unit: str, started: float) -> None:
         event = unit_event(unit)
         if self.progress and event:
-            action = "removed" if self.undo else "created"
+            action = self.actions.get(unit) or ("removed" if self.undo else "created")
             self.progress((event[0], event[1], action, time.perf_counter() - started))
 
     def fail(self, seq: int, op: O.Op, reason: str) -> None:

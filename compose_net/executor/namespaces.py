@@ -15,7 +15,7 @@ import contextlib
 import ctypes
 import errno
 import os
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
 
@@ -140,3 +140,26 @@ def run_inside(fd: int, home: int, fn: Callable[[], T]) -> T:
         return fn()
     finally:
         _setns(home)
+
+
+def open_registered(name: str) -> Optional[int]:
+    """A descriptor of namespace NAME as registered under /run/netns, or None when there is no
+    such namespace (no file, or a file that is not a namespace: a stale name left by a crash)."""
+    try:
+        fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if os.fstat(fd).st_dev != _nsfs_dev():
+        os.close(fd)
+        return None
+    return fd
+
+
+_NSFS_DEV: list[int] = []
+
+
+def _nsfs_dev() -> int:
+    """The device of the namespace filesystem: every namespace file lives on it."""
+    if not _NSFS_DEV:
+        _NSFS_DEV.append(os.stat("/proc/self/ns/net").st_dev)
+    return _NSFS_DEV[0]

@@ -387,3 +387,91 @@ def _ext_ack(flags: int, body: bytes) -> str:
             return body[offset + 4 : offset + length].split(b"\0", 1)[0].decode(errors="replace")
         offset += (length + 3) & ~3
     return ""
+
+
+# --- reading a namespace (for `observe`) --------------------------------------------------------
+
+RTM_GETADDR, RTM_GETROUTE = 22, 26
+NLM_F_DUMP = 0x300
+IFF_UP_FLAG = IFF_UP
+BRIDGE_MODE_HAIRPIN = 1
+
+
+def read_namespace() -> tuple[list, list]:
+    """The links (with their addresses) and main-table routes of the calling thread's
+    namespace, as `observe` values; pyroute2 decodes every answer."""
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    from compose_net.observe import LinkFacts, RouteFacts
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+        marshal = MarshalRtnl()
+        links = _dump(sock, marshal, ifinfmsg(), RTM_GETLINK, 1)
+        addrs = _dump(sock, marshal, ifaddrmsg(), RTM_GETADDR, 2)
+        routes = []
+        for seq, family in ((3, socket.AF_INET), (4, socket.AF_INET6)):
+            request = rtmsg()
+            request["family"] = family
+            routes += _dump(sock, marshal, request, RTM_GETROUTE, seq)
+    finally:
+        sock.close()
+    names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in links}
+    on_link: dict[int, set] = {}
+    for msg in addrs:
+        addr = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+        if addr:
+            on_link.setdefault(msg["index"], set()).add(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}"))
+    out_links = []
+    for msg in links:
+        info = msg.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        hairpin = None
+        if info is not None and info.get_attr("IFLA_INFO_SLAVE_KIND") == "bridge":
+            data = info.get_attr("IFLA_INFO_SLAVE_DATA")
+            mode = data.get_attr("IFLA_BRPORT_MODE") if data is not None else None
+            hairpin = None if mode is None else bool(mode & BRIDGE_MODE_HAIRPIN)
+        master = msg.get_attr("IFLA_MASTER")
+        out_links.append(LinkFacts(
+            name=names[msg["index"]], kind=kind, up=bool(msg["flags"] & IFF_UP_FLAG),
+            group=msg.get_attr("IFLA_GROUP") or 0, master=names.get(master) if master else None,
+            mtu=msg.get_attr("IFLA_MTU"), mac=msg.get_attr("IFLA_ADDRESS"),
+            addresses=frozenset(on_link.get(msg["index"], ())), hairpin=hairpin))
+    out_routes = []
+    for msg in routes:
+        table = msg.get_attr("RTA_TABLE") or msg["table"]
+        if table != RT_TABLE_MAIN or msg["type"] != RTN_UNICAST:
+            continue
+        family = msg["family"]
+        dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+        gateway = msg.get_attr("RTA_GATEWAY")
+        oif = msg.get_attr("RTA_OIF")
+        out_routes.append(RouteFacts(
+            dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False), dev=names.get(oif),
+            gateway=ipaddress.ip_address(gateway) if gateway else None, metric=msg.get_attr("RTA_PRIORITY")))
+    return out_links, out_routes
+
+
+def _dump(sock: socket.socket, marshal, request, kind: int, seq: int) -> list:
+    request["header"]["type"] = kind
+    request["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+    request["header"]["sequence_number"] = seq
+    request.encode()
+    sock.send(request.data)
+    out = []
+    while True:
+        for msg in marshal.parse(sock.recv(1 << 16)):
+            header = msg["header"]
+            if header["sequence_number"] != seq:
+                continue
+            if header["type"] == NLMSG_DONE:
+                return out
+            if header["type"] == NLMSG_ERROR:
+                if msg["error"]:
+                    raise NetlinkError(abs(msg["error"].code) if hasattr(msg["error"], "code") else errno.EIO)
+                return out
+            out.append(msg)

@@ -101,3 +101,13 @@ def list_table(family: str, table: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeFailure(f"nft could not list table {family} {table}: {_message(proc)}")
     return json.loads(proc.stdout)
+
+
+def list_table_if_present(family: str, table: str) -> Any:
+    """The table's items as `nft -j list table` gives them, or None when there is no such table."""
+    proc = _run(["-j", "list", "table", family, table])
+    if proc.returncode != 0:
+        if "No such file or directory" in proc.stderr or "does not exist" in proc.stderr:
+            return None
+        raise RuntimeFailure(f"nft could not list table {family} {table}: {_message(proc)}")
+    return json.loads(proc.stdout).get("nftables", [])

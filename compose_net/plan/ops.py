@@ -42,6 +42,9 @@ def _ns_text(ns: Optional[str]) -> str:
 @dataclass(frozen=True)
 class Op:
     kind: ClassVar[str] = ""
+    # Applying it again replaces its object whole, in place (a file, a table, a server's
+    # records): an edit re-applies it instead of removing the old one first.
+    in_place: ClassVar[bool] = False
     unit: str
     note: str = field(default="", compare=False, kw_only=True)
 
@@ -66,6 +69,11 @@ class Op:
     def owners(self) -> tuple[Key, ...]:
         """Objects whose removal removes this op's effect too."""
         return ()
+
+    def depends(self) -> tuple[Key, ...]:
+        """Objects this op's effect is tied to: when one of them is made again, this op must be
+        applied again (an address on a link, a bridge port on its bridge)."""
+        return self.owners()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.kind}
@@ -150,7 +158,12 @@ class SysctlSet(Op):
         return f"sysctl {self.key}={self.value}{_ns_text(self.ns)}"
 
     def owners(self) -> tuple[Key, ...]:
-        return (("netns", self.ns),) if self.ns else ()
+        keys: tuple[Key, ...] = (("netns", self.ns),) if self.ns else ()
+        parts = self.key.split(".")
+        # net.ipv4.conf.DEV.x and net.ipv6.conf.DEV.x live and die with link DEV
+        if len(parts) >= 5 and parts[0] == "net" and parts[2] == "conf" and parts[3] not in ("all", "default"):
+            keys += (("link", self.ns, parts[3]),)
+        return keys
 
 
 @dataclass(frozen=True)
@@ -235,6 +248,10 @@ class VethCreate(Op):
     def creates(self) -> tuple[Key, ...]:
         return (("link", None, self.name), ("link", self.peer_ns, self.peer_name))
 
+    def depends(self) -> tuple[Key, ...]:
+        # a port of its bridge, born in its namespace: either made again, the pair must be too
+        return (("netns", self.peer_ns),) + ((("link", None, self.master),) if self.master else ())
+
 
 @dataclass(frozen=True)
 class MacvlanCreate(Op):
@@ -259,7 +276,7 @@ class MacvlanCreate(Op):
         return (("link", self.ns, self.name),)
 
     def owners(self) -> tuple[Key, ...]:
-        return (("netns", self.ns),)
+        return (("netns", self.ns), ("link", None, self.parent))
 
 
 @dataclass(frozen=True)
@@ -282,7 +299,7 @@ class IpvlanCreate(Op):
         return (("link", self.ns, self.name),)
 
     def owners(self) -> tuple[Key, ...]:
-        return (("netns", self.ns),)
+        return (("netns", self.ns), ("link", None, self.parent))
 
 
 @dataclass(frozen=True)
@@ -329,6 +346,9 @@ class VxlanCreate(Op):
 
     def creates(self) -> tuple[Key, ...]:
         return (("link", None, self.name),)
+
+    def depends(self) -> tuple[Key, ...]:
+        return (("link", None, self.master),) if self.master else ()
 
 
 @dataclass(frozen=True)
@@ -452,6 +472,7 @@ class FileWrite(Op):
     """Write `content` to `path` atomically (parent directories created and recorded)."""
 
     kind: ClassVar[str] = "file_write"
+    in_place: ClassVar[bool] = True
     path: str
     content: str
     mode: int = 0o644
@@ -486,6 +507,7 @@ class NftApply(Op):
     `ruleset` is the JSON text of the `{"nftables": [...]}` document."""
 
     kind: ClassVar[str] = "nft_apply"
+    in_place: ClassVar[bool] = True
     family: str
     table: str
     ruleset: str
@@ -519,6 +541,7 @@ class DnsStart(Op):
     """Start (or tell to reload) the project's embedded DNS server, which reads `records`."""
 
     kind: ClassVar[str] = "dns_start"
+    in_place: ClassVar[bool] = True
     project: str
     records: str  # path of the records file the server serves
 
@@ -554,6 +577,9 @@ class Plan:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     state: Optional["Summary"] = field(default=None, compare=False)
+    # What the journal holds once the plan is applied: every op whose object then exists.
+    # None: the ops themselves (a plan that builds from nothing).
+    record: Optional[tuple[Op, ...]] = field(default=None, compare=False)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [op.to_json() for op in self.ops]

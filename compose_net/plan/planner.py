@@ -78,6 +78,21 @@ def _plan_up(lay: Layout, facts: HostFacts) -> Plan:
     return Plan(project.name, tuple(ops), tuple(lay.notes), tuple(dict.fromkeys(lay.warnings)), summ)
 
 
+def plan_changes(project: Project, facts: HostFacts, recorded: tuple[Op, ...], observed: Any, g: Any = None) -> Plan:
+    """What `up` applies: the desired plan held against what the journal records and what the
+    kernel really has (`plan.reconcile`)."""
+    from compose_net.plan.reconcile import reconcile
+
+    desired = plan_up(project, facts, g)
+    return reconcile(desired, recorded, observed, shared_in_use(project.name, facts))
+
+
+def shared_in_use(project: str, facts: HostFacts) -> frozenset[str]:
+    """Shared units (the legacy bridge) that other projects use: never removed by this one."""
+    return frozenset(f"shared:{n.bridge}" for other in facts.other_projects(project).values()
+                     for n in other.networks if n.shared)
+
+
 def _own_networks(lay: Layout) -> list:
     """The networks this plan creates: the project's own, and the shared legacy bridge."""
     return [n for n in lay.networks.values() if not (n.external and not n.shared)]

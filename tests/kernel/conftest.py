@@ -231,6 +231,17 @@ def builder(project_name):
     return PlanBuilder(project_name)
 
 
+def reconciled_up(plan, **kw):
+    """`up` as the CLI runs it on a desired plan: held against the project's journal and what the
+    kernel has (`plan.reconcile`), then applied; returns the executor's result."""
+    from compose_net import executor, observe, state
+    from compose_net.plan.reconcile import reconcile
+
+    recorded = state.Journal(plan.project).read().ops
+    observed = observe.read(observe.query(plan.ops + recorded))
+    return executor.up(reconcile(plan, recorded, observed), **kw)
+
+
 @pytest.fixture
 def executor_guard(project_name):
     """Whatever a test leaves up for its project is taken down, even when it fails."""

@@ -1,5 +1,6 @@
-"""`up` twice, `up` after an edit (unit by unit), `down` from the journal alone and twice, the
-shared legacy bridge kept while another project uses it."""
+"""`up` twice, `up` after an edit (op by op: exactly the difference), `down` from the journal alone
+and twice, the shared legacy bridge kept while another project uses it. `reconciled_up` is `up` as
+the CLI runs it: the desired plan held against the journal and the kernel, then applied."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 
 from compose_net import executor, state
 from compose_net.plan import ops as O
-from conftest import PlanBuilder, kernel_snapshot, sh
+from conftest import PlanBuilder, kernel_snapshot, reconciled_up, sh
 
 
 def _netns_inode(name: str) -> int:
@@ -21,10 +22,10 @@ def test_up_twice_changes_nothing(builder, executor_guard):
     name = f"{builder.project}-a-1"
     builder.container(name, ["n"])
     plan = builder.plan()
-    executor.up(plan)
+    reconciled_up(plan)
     inode = _netns_inode(name)
     journal = state.Journal(builder.project).path.read_text()
-    again = executor.up(plan)
+    again = reconciled_up(plan)
     assert not again.changed and again.ops_applied == 0
     assert _netns_inode(name) == inode
     assert state.Journal(builder.project).path.read_text() == journal
@@ -37,7 +38,7 @@ def test_up_after_an_edit_applies_the_difference(project_name, executor_guard):
     first.container(keep, ["n"])
     first.container(gone, ["n"])
     first.container(change, ["n"])
-    executor.up(first.plan())
+    reconciled_up(first.plan())
     keep_inode, change_inode = _netns_inode(keep), _netns_inode(change)
 
     second = PlanBuilder(project_name)
@@ -46,20 +47,20 @@ def test_up_after_an_edit_applies_the_difference(project_name, executor_guard):
     second.container(keep, ["n"])
     second._veths = 3  # the same host-side names as before for the kept container's successors
     second.networks["n"]["next"] = 4
-    second.container(change, ["n", "m"])  # a new network attached: recreated
+    second.container(change, ["n", "m"])  # a new network attached: one more veth
     new = f"{project_name}-new-1"
     second.container(new, ["m"])
     # `keep`'s ops must be identical to the first plan's for it to stay untouched
     assert [op for op in second.ops if op.unit == f"container:{keep}"] == [
         op for op in first.ops if op.unit == f"container:{keep}"
     ]
-    result = executor.up(second.plan())
+    result = reconciled_up(second.plan())
     assert result.changed
     assert set(result.removed) == {f"container:{gone}"}
     assert set(result.recreated) == {f"container:{change}"}
     assert set(result.created) == {f"network:{project_name}_m", f"container:{new}"}
     assert _netns_inode(keep) == keep_inode  # untouched
-    assert _netns_inode(change) != change_inode  # recreated
+    assert _netns_inode(change) == change_inode  # changed in place: only its difference
     assert not os.path.exists(f"/run/netns/{gone}") and not os.path.exists(f"/etc/netns/{gone}")
     # The first veth of `gone` is gone from the host; the project's others are there.
     host_links = sh("ip", "-o", "link", "show").stdout
@@ -70,7 +71,7 @@ def test_up_after_an_edit_applies_the_difference(project_name, executor_guard):
     # The journal now is exactly the new plan, complete.
     recorded = state.Journal(project_name).read()
     assert recorded.complete and list(recorded.ops) == list(second.plan().ops)
-    assert not executor.up(second.plan()).changed
+    assert not reconciled_up(second.plan()).changed
 
 
 def test_down_works_from_the_journal_alone_and_twice(builder):
@@ -123,8 +124,8 @@ def test_shared_bridge_stays_until_the_last_project_leaves(project_name):
     a, b = plans
     before = kernel_snapshot()
     try:
-        executor.up(a)
-        executor.up(b)  # finds the bridge there: uses it, does not make it again
+        reconciled_up(a)
+        reconciled_up(b)  # finds the bridge there: uses it, does not make it again
         sh("ping", "-c1", "-W2", "10.239.0.2", ns=f"{b.project}-x-1")
         executor.down(a.project)  # b still uses it
         assert sh("ip", "link", "show", bridge, check=False).returncode == 0
@@ -163,12 +164,15 @@ def test_up_after_an_interrupted_down_rebuilds(builder, executor_guard):
     builder.container(a, ["n"])
     builder.container(b, ["n"])
     plan = builder.plan()
-    executor.up(plan)
+    reconciled_up(plan)
+    a_inode = _netns_inode(a)
     # What a `down` killed part-way leaves: its mark in the journal, some objects gone.
     journal = state.Journal(builder.project)
     journal.mark_down()
     journal.close()
     sh("ip", "netns", "del", b)
-    result = executor.up(plan)
-    assert result.changed and not result.updated  # not "already up": rebuilt from scratch
+    result = reconciled_up(plan)
+    assert result.changed  # not "already up": what the down removed is made again, nothing else
+    assert set(result.recreated) == {f"container:{b}"} and _netns_inode(a) == a_inode
+    assert state.Journal(builder.project).read().complete
     sh("ping", "-c1", "-W2", "10.238.1.3", ns=a)
