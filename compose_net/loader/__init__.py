@@ -25,7 +25,7 @@ _OVERRIDES = {
     "docker-compose.yaml": ("docker-compose.override.yaml", "docker-compose.override.yml"),
     "docker-compose.yml": ("docker-compose.override.yml", "docker-compose.override.yaml"),
 }
-_PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PROJECT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def normalize_project_name(name: str) -> str:
 
 
 def check_project_name(name: str, source: str = "-p") -> str:
-    if not _PROJECT_NAME_RE.match(name or ""):
+    if not _PROJECT_NAME_RE.fullmatch(name or ""):  # `$` alone would let a trailing newline in
         raise ConfigError("(command line)", 0, source,
                           f'invalid project name "{name}": use lowercase letters, digits, "_" and "-", '
                           "starting with a letter or digit")

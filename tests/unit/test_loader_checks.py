@@ -36,7 +36,7 @@ def test_all_problems_of_a_file_at_once(tmp_path):
             driver: brigde
         """) == [
         'compose.yml:4: services.web.networks.backnet: undefined network "backnet"',
-        "compose.yml:5: services.web.ports[0]: host port out of range 0-65535",
+        "compose.yml:5: services.web.ports[0]: host port 70000 is out of range 0-65535",
         'compose.yml:5: services.web.ports[1]: invalid protocol "icmp": expected tcp, udp or sctp',
         'compose.yml:6: services.web.depends_on.ghost: depends on undefined service "ghost"',
         'compose.yml:8: services.api.network_mode: network_mode refers to undefined service "nobody"',
@@ -70,7 +70,7 @@ def test_static_addresses(tmp_path):
         "compose.yml:9: services.b.networks.n.ipv4_address: address 10.1.0.5 is already used by services.a.networks.n.ipv4_address",
         'compose.yml:9: services.b.networks.n.ipv6_address: static IPv6 address fd00::5 but network "n" does not set enable_ipv6: true',
         "compose.yml:9: services.b.networks.n.ipv6_address: static address fd00::5 needs a user-configured IPv6 subnet in networks.n.ipam.config",
-        "compose.yml:13: services.c.networks.n.ipv4_address: a static address cannot be shared by 2 replicas",
+        "compose.yml:13: services.c.networks.n.ipv4_address: static address 10.1.0.9 cannot be shared by 2 replicas",
     ]
 
 
@@ -100,7 +100,7 @@ def test_ipam_and_overlaps_exact(tmp_path):
         "compose.yml:9: networks.x.ipam.config[0].aux_addresses.far: address 192.168.0.1 is outside subnet 10.0.0.0/16",
         'compose.yml:13: networks.y.ipam.config[0].subnet: subnet "10.5.0.1/16" has host bits set (did you mean 10.5.0.0/16?)',
         'compose.yml:14: networks.y.ipam.config[1].subnet: invalid subnet "banana": expected CIDR like 172.28.0.0/16',
-        "compose.yml:15: networks.y.ipam.config[2].gateway: gateway needs a subnet in the same ipam.config entry",
+        "compose.yml:15: networks.y.ipam.config[2].gateway: gateway 10.6.0.1 needs a subnet in the same ipam.config entry",
     ]
 
 
@@ -114,7 +114,7 @@ def test_cycles_are_named(tmp_path):
         """)
     assert got == [
         "compose.yml:4: services.c.links[0]: dependency cycle: a -> b -> c -> a",
-        "compose.yml:5: services.d.network_mode: a service cannot share its own network namespace",
+        "compose.yml:5: services.d.network_mode: network_mode \"service:d\": a service cannot share its own network namespace",
     ]
 
 
@@ -131,10 +131,10 @@ def test_names_replicas_and_modes(tmp_path):
         """)
     assert got == [
         'compose.yml:3: services.b.container_name: container name "same" is already used by service "a"',
-        "compose.yml:4: services.c.container_name: container_name cannot be used with 2 replicas (names must be unique)",
+        'compose.yml:4: services.c.container_name: container_name "solo" cannot be used with 2 replicas (names must be unique)',
         "compose.yml:5: services.d.scale: scale (2) and deploy.replicas (3) differ",
         "compose.yml:6: services.e.scale: replicas cannot be negative (-1)",
-        "compose.yml:7: services.f.network_mode: network_mode cannot be used together with networks",
+        'compose.yml:7: services.f.network_mode: network_mode "host" cannot be used together with networks',
         'compose.yml:8: services.g.network_mode: invalid network_mode "bogus": expected host, none, bridge, service:NAME or container:NAME',
     ]
 
@@ -271,8 +271,8 @@ def test_replicas_are_bounded(tmp_path):
           a: {deploy: {replicas: 1e300}}
           b: {scale: 10001}
         """) == [
-        "compose.yml:2: services.a.deploy.replicas: more than 10000 replicas are not supported",
-        "compose.yml:3: services.b.scale: more than 10000 replicas are not supported",
+        'compose.yml:2: services.a.deploy.replicas: replicas "100000000000000005250476...": more than 10000 are not supported',
+        'compose.yml:3: services.b.scale: replicas "10001": more than 10000 are not supported',
     ]
 
 
@@ -282,3 +282,57 @@ def test_clashing_ranges_give_one_message(tmp_path):
           a: {ports: ["8000-8100:8000-8100"]}
           b: {ports: ["8050-8150:8050-8150"]}
         """) == ["compose.yml:3: services.b.ports[0]: host port 8050/tcp on all addresses is already published by services.a.ports[0]"]
+
+
+
+def test_names_at_their_limits_and_forms_docker_accepts(tmp_path):
+    # what Docker accepts stays accepted: "_" in DNS names, rooted and "." search domains,
+    # NAME and NAME:VALUE options, names of exactly the maximum length
+    c63, s59 = "c" * 63, "s" * 59
+    result = ok(tmp_path, f"""\
+        services:
+          my_api:
+            image: x
+            hostname: {"h" * 32}.{"h" * 31}
+            domainname: eu-1.example.org
+            dns_search: [corp.example., ".", x-1.example]
+            dns_opt: [ndots:2, rotate, "timeout:1", single-request-reopen]
+            extra_hosts: ["my_host.local:10.0.0.5", "gw=host-gateway"]
+            networks:
+              front: {{aliases: [db_primary, api.internal]}}
+            sysctls: {{net.ipv4.ip_local_port_range: "1024 65000", net/ipv4/conf/eth0.100/forwarding: 1}}
+          named:
+            image: x
+            container_name: {c63}
+            networks: [front]
+          {s59}:
+            image: x
+            network_mode: bridge
+            links: ["named:api_v1"]
+        networks:
+          front: {{name: shop.front_net}}
+        """)
+    assert len(result.project.services["my_api"].hostname) == 64
+    assert {c.name for c in result.project.containers} == {"p-my_api-1", c63, f"p-{s59}-1"}
+
+
+def test_names_just_over_their_limits(tmp_path):
+    c64, h65, s60 = "c" * 64, f"{'h' * 32}.{'h' * 32}", "s" * 60
+    assert errors(tmp_path, f"""\
+        services:
+          a:
+            image: x
+            container_name: {c64}
+            hostname: {h65}
+            domainname: -bad.example
+          {s60}:
+            image: x
+        """) == [
+        f'compose.yml:4: services.a.container_name: container name "{c64}" is 64 bytes long, more than 63 '
+        "(a name the embedded DNS answers)",
+        f'compose.yml:5: services.a.hostname: hostname "{h65}" is 65 bytes long, more than 64 (the kernel\'s host name)',
+        'compose.yml:6: services.a.domainname: invalid domainname "-bad.example": use labels of letters, digits and '
+        '"-" (not first or last), separated by "."',
+        f'compose.yml:7: services.{s60}: container name "p-{s60}-1" is 64 bytes long, more than 63 (a name the '
+        "embedded DNS answers): shorten the project or service name, or set container_name",
+    ]

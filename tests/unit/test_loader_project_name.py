@@ -29,7 +29,7 @@ def test_name_precedence(tmp_path):
 def test_normalization_and_cli_validation():
     assert normalize_project_name("__My.App-1") == "myapp-1"
     assert check_project_name("ok_name-1") == "ok_name-1"
-    for bad in ("Upper", "-lead", "sp ace", ""):
+    for bad in ("Upper", "-lead", "sp ace", "", "name\n", "name\nnext"):
         with pytest.raises(ConfigError):
             check_project_name(bad)
 
