@@ -37,7 +37,8 @@ NETWORK_NAME_MAX = DNS_NAME_MAX - CONTAINER_NAME_MAX - 1
 # The project names its nftables table (`cn-PROJECT`, 255 bytes at most) and its state directory.
 PROJECT_NAME_MAX = 255 - len("cn-")
 _MAC_RE = re.compile(r"[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}")
-_IFNAME_BAD = re.compile(r"[\s/:]")
+# what the kernel refuses in a link name (whitespace, "/", ":"), and control characters too
+_IFNAME_BAD = re.compile(r"[\s/:\x00-\x1f\x7f]")
 # Patterns are used with fullmatch: `$` would let a trailing newline through.
 _CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Docker's characters for names
 _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")  # RFC 1123

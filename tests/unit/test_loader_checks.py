@@ -336,3 +336,18 @@ def test_names_just_over_their_limits(tmp_path):
         f'compose.yml:7: services.{s60}: container name "p-{s60}-1" is 64 bytes long, more than 63 (a name the '
         "embedded DNS answers): shorten the project or service name, or set container_name",
     ]
+
+
+def test_link_names_refuse_control_characters(tmp_path):
+    assert errors(tmp_path, """\
+        services:
+          a:
+            image: x
+            networks:
+              n: {interface_name: "eth\\x01"}
+        networks:
+          n: {driver_opts: {com.docker.network.bridge.name: "br\\x1b0"}}
+        """) == [
+        'compose.yml:5: services.a.networks.n.interface_name: invalid interface name "eth\\x01"',
+        'compose.yml:7: networks.n.driver_opts.com.docker.network.bridge.name: invalid bridge name "br\\x1b0"',
+    ]
