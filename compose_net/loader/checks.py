@@ -477,6 +477,12 @@ def check_container_name(ctx: Context, parts: list, value: Any) -> None:
         ctx.error(parts, f"container_name {shown(text)} cannot be used with {replicas} replicas (names must be unique)")
 
 
+def check_gpus(ctx: Context, parts: list, value: Any) -> None:
+    # the schema takes a string or a list (it has no oneOf); as a string, only "all"
+    if isinstance(value, str) and value != "all":
+        ctx.error(parts, f"{shown(value)} is not one of: all")
+
+
 def check_replicas(ctx: Context, parts: list, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         ctx.error(parts, f'replicas must be an integer, not {shown(value)}')
@@ -603,6 +609,7 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
     ("services.*.domainname", check_domainname),
     ("services.*.networks.*.aliases[]", check_alias),
     ("services.*.sysctls", check_sysctls),
+    ("services.*.gpus", check_gpus),
     ("services.*.extra_hosts[]", check_extra_host),
     ("services.*.depends_on.*", check_depends_on),
     ("services.*.links[]", check_link),
