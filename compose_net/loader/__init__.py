@@ -161,9 +161,13 @@ def _load(opts: LoadOptions) -> LoadResult:
     errors: list[ConfigError] = []
     warnings: list[ConfigWarning] = []
     parsed: list[tuple[dict, source.Loc]] = []
+    # where relative paths start in each file read (by display name): the project directory for
+    # the -f files, its own directory for a file `extends` or `include` pulls in
+    file_dirs: dict[str, str] = {}
 
     def read_file(path: str, display: str, variables: Mapping[str, str]) -> list[tuple[dict, source.Loc]]:
         """Parse, interpolate and validate one file. Raises ConfigError(s)."""
+        file_dirs.setdefault(display, os.path.dirname(path) if path != "-" else project_dir)
         if path == "-":
             import sys
 
@@ -244,7 +248,8 @@ def _load(opts: LoadOptions) -> LoadResult:
         raise ConfigErrors([ConfigError(files[0][1], 0, f"services.{s}", f"no such service: {s}") for s in unknown])
     enabled = normalize.targeted_services(raw_services, opts.services)
     config = normalize.normalize(merged, name, profiles, variables, enabled)
-    problems = checks.run_checks(config, loc, merged)
+    file_dirs.update({display: project_dir for _, display in files})
+    problems = checks.run_checks(config, loc, merged, project_dir, file_dirs)
     if problems:
         raise ConfigErrors(problems)
     project = build.build_project(config, loc, merged, project_dir, tuple(p for p, _ in files), variables)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 from compose_net.errors import ConfigError
 from compose_net.keypath import Part, format_path, locate
-from compose_net.loader.normalize import parse_extra_host, parse_port
+from compose_net.loader.normalize import parse_extra_host, parse_port, parse_volume, volume_is_named
 from compose_net.loader.source import Loc
 from compose_net.model import BUILTIN_DRIVERS, PROTOCOLS
 
@@ -71,6 +71,10 @@ class Context:
     static: dict = field(default_factory=dict)  # (network, address) -> keypath
     bindings: dict = field(default_factory=dict)  # (protocol, port) -> [(host_ip, keypath)]
     subnet_cache: dict = field(default_factory=dict)  # network key -> [ip_network]
+    # where relative paths start: the project directory, or for a file that `extends` or
+    # `include` pulls in (named as the Loc tree names it) its own; None: paths are not checked
+    project_dir: Optional[str] = None
+    file_dirs: dict = field(default_factory=dict)
 
     @property
     def services(self) -> dict:
@@ -204,8 +208,11 @@ def name_problem(text: str, what: str, label: re.Pattern, rule: str, limit: int,
     return None
 
 
-def _name_rule(what: str, label: re.Pattern, rule: str, limit: int, why: str = "") -> Callable[[Context, list, Any], None]:
+def _name_rule(what: str, label: re.Pattern, rule: str, limit: int, why: str = "",
+               empty_means_unset: bool = False) -> Callable[[Context, list, Any], None]:
     def check(ctx: Context, parts: list, value: Any) -> None:
+        if empty_means_unset and value in ("", None):
+            return
         problem = name_problem(str(value), what, label, rule, limit, why)
         if problem:
             ctx.error(parts, problem)
@@ -214,8 +221,9 @@ def _name_rule(what: str, label: re.Pattern, rule: str, limit: int, why: str = "
 
 
 # RFC 1123 host names; the kernel's UTS namespace holds 64 bytes of each
-check_hostname = _name_rule("hostname", _HOST_LABEL_RE, HOST_RULE, UTS_NAME_MAX, "the kernel's host name")
-check_domainname = _name_rule("domainname", _HOST_LABEL_RE, HOST_RULE, UTS_NAME_MAX, "the kernel's domain name")
+# (empty, as `hostname: ${HOST:-}` gives, is Docker's "not set")
+check_hostname = _name_rule("hostname", _HOST_LABEL_RE, HOST_RULE, UTS_NAME_MAX, "the kernel's host name", True)
+check_domainname = _name_rule("domainname", _HOST_LABEL_RE, HOST_RULE, UTS_NAME_MAX, "the kernel's domain name", True)
 # names the embedded DNS answers
 check_alias = _name_rule("alias", _DNS_LABEL_RE, DNS_RULE, DNS_NAME_MAX)
 
@@ -245,6 +253,70 @@ def check_sysctls(ctx: Context, parts: list, value: Any) -> None:
             ctx.error(parts + [key], f"invalid sysctl name {shown(name)}")
         elif setting is not None and any(not ch.isprintable() and ch != "\t" for ch in str(setting)):
             ctx.error(parts + [key], f"sysctl {name} value {shown(setting)} holds a control character")
+
+
+# --- what docker compose refuses besides names ------------------------------------------------
+
+
+def check_image_or_build(ctx: Context, parts: list, svc: Any) -> None:
+    if isinstance(svc, dict) and not svc.get("image") and svc.get("build") is None and svc.get("provider") is None:
+        ctx.error(parts, f"service {shown(parts[1])} has neither an image nor a build context specified")
+
+
+def check_build_platforms(ctx: Context, parts: list, platforms: Any) -> None:
+    platform = (ctx.services.get(parts[1]) or {}).get("platform")
+    if isinstance(platforms, list) and platforms and platform and platform not in platforms:
+        listed = ", ".join(str(p) for p in platforms)
+        ctx.error(parts, f"build.platforms MUST include service.platform {shown(platform)} (it lists {listed})")
+
+
+def _env_files(value: Any) -> Iterator[tuple[list, str, bool]]:
+    """(parts under env_file, path, required) of each entry of `env_file` in any of its forms."""
+    if isinstance(value, str):
+        yield [], value, True
+    elif isinstance(value, list):
+        for i, entry in enumerate(value):
+            if isinstance(entry, str):
+                yield [i], entry, True
+            elif isinstance(entry, dict) and "path" in entry:
+                required = entry.get("required", True)
+                yield [i, "path"], str(entry["path"]), not (required is False or str(required).lower() == "false")
+
+
+def check_env_file(ctx: Context, parts: list, value: Any) -> None:
+    """As compose: a missing env_file is an error unless `required: false`. A relative path
+    starts from the project directory (in a file `extends` or `include` pulls in: that file's)."""
+    if ctx.project_dir is None:
+        return
+    for sub, path, required in _env_files(value):
+        if not required:
+            continue
+        file, _ = locate(ctx.loc, ctx.raw, parts + sub)
+        base = ctx.file_dirs.get(file, ctx.project_dir)
+        full = os.path.join(base, os.path.expanduser(path))
+        where = "" if base == ctx.project_dir or os.path.isabs(path) else \
+            f" (next to {shown(os.path.relpath(base, ctx.project_dir))})"
+        if not os.path.exists(full):
+            ctx.error(parts + sub, f"env file {shown(path)} not found{where}")
+        elif os.path.isdir(full):
+            ctx.error(parts + sub, f"env file {shown(path)} is a directory{where}")
+
+
+def check_volume(ctx: Context, parts: list, value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            source, _ = parse_volume(value)
+        except ValueError as e:
+            ctx.error(parts, f"invalid spec {shown(value)}: {e}")
+            return
+        named = volume_is_named(source)
+    elif isinstance(value, dict):
+        source = str(value.get("source") or "")
+        named = value.get("type") == "volume" and bool(source)
+    else:
+        return
+    if named and source not in (ctx.data.get("volumes") or {}):
+        ctx.error(parts, f"service {shown(parts[1])} refers to undefined volume {shown(source)}")
 
 
 # --- rules per key path ------------------------------------------------------------------------
@@ -613,6 +685,10 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
     ("services.*.extra_hosts[]", check_extra_host),
     ("services.*.depends_on.*", check_depends_on),
     ("services.*.links[]", check_link),
+    ("services.*", check_image_or_build),
+    ("services.*.build.platforms", check_build_platforms),
+    ("services.*.env_file", check_env_file),
+    ("services.*.volumes[]", check_volume),
     ("networks.*", check_network),
     ("networks.*.ipam.config[]", check_ipam_config),
 ]
@@ -770,8 +846,11 @@ PROJECT_RULES: list[Callable[[Context], None]] = [
 ]
 
 
-def run_checks(data: dict, loc: Loc, raw: dict) -> list[ConfigError]:
-    ctx = Context(data, loc, raw)
+def run_checks(data: dict, loc: Loc, raw: dict, project_dir: Optional[str] = None,
+               file_dirs: Optional[dict] = None) -> list[ConfigError]:
+    """Every problem of the normalized `data`. `project_dir` (and `file_dirs`, display name of a
+    file -> the directory its relative paths start from) enable the checks of paths."""
+    ctx = Context(data, loc, raw, project_dir=project_dir, file_dirs=dict(file_dirs or {}))
     for pattern, rule in SERVICE_RULES:
         for parts, value in iter_matches(data, pattern):
             rule(ctx, parts, value)

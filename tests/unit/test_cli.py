@@ -364,7 +364,7 @@ def test_missing_env_file_is_an_error(tmp_path, capsys, monkeypatch):
 
 
 def test_unset_variable_warns_and_required_one_fails(tmp_path, capsys, monkeypatch):
-    write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X}\n")
+    write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X}\n    build: .\n")
     status, out, err = run(["config"], capsys, tmp_path / "p", monkeypatch)
     assert status == 0 and "IMAGE_TAG_UNSET_X" in err and "warning" in err
     write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X:?set the tag}\n")

@@ -80,7 +80,7 @@ def test_env_precedence_shell_over_dotenv_and_env_file_replaces(tmp_path):
 
 
 def test_unset_variable_warns_with_key_path(tmp_path):
-    (tmp_path / "compose.yml").write_text("services:\n  web:\n    image: $UNSET_IMAGE\n")
+    (tmp_path / "compose.yml").write_text("services:\n  web:\n    image: $UNSET_IMAGE\n    build: .\n")
     result = run(tmp_path, project_name="w")
     assert [str(w) for w in result.warnings] == [
         'compose.yml:3: services.web.image: warning: the "UNSET_IMAGE" variable is not set, defaulting to a blank string']

@@ -399,7 +399,7 @@ def test_dns_ttl_comes_from_compose_net_dns_ttl_in_the_environment(tmp_path):
     from compose_net.plan.planner import summary
     from compose_net.probe import HostFacts
 
-    (tmp_path / "compose.yml").write_text("services:\n  a: {}\n")
+    (tmp_path / "compose.yml").write_text("services:\n  a: {image: x}\n")
     (tmp_path / ".env").write_text("COMPOSE_NET_DNS_TTL=30\n")
     project = load(LoadOptions(cwd=str(tmp_path), environ={})).project
     assert summary(project, HostFacts())["dns_ttl"] == 30
