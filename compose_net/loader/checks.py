@@ -133,15 +133,23 @@ def iter_matches(data: Any, pattern: str) -> Iterator[tuple[list, Any]]:
 
 
 def _ip(value: Any) -> Optional[ipaddress._BaseAddress]:
+    text = str(value).strip()
+    if "%" in text:
+        # Python takes any text after "%" as an IPv6 zone, newlines included; Docker takes no
+        # zone at all (net.ParseIP)
+        return None
     try:
-        return ipaddress.ip_address(str(value).strip())
+        return ipaddress.ip_address(text)
     except ValueError:
         return None
 
 
 def _net(value: Any) -> Optional[ipaddress._BaseNetwork]:
+    text = str(value).strip()
+    if "%" in text:
+        return None  # no zones, as in _ip
     try:
-        return ipaddress.ip_network(str(value).strip(), strict=True)
+        return ipaddress.ip_network(text, strict=True)
     except ValueError:
         return None
 
@@ -630,6 +638,8 @@ def check_ipam_config(ctx: Context, parts: list, cfg: Any) -> None:
         subnet = _net(text)
         if subnet is None:
             try:
+                if "%" in text:
+                    raise ValueError(text)
                 loose = ipaddress.ip_network(text.strip(), strict=False)
                 ctx.error(parts + ["subnet"], f'subnet {shown(text)} has host bits set (did you mean {loose}?)')
             except ValueError:

@@ -414,3 +414,23 @@ def test_what_docker_compose_accepts_of_images_volumes_and_platforms(tmp_path):
           named: {}
         """)
     assert set(result.project.services) == {"built", "both", "model", "vols"}
+
+
+def test_addresses_take_no_zone(tmp_path):
+    # Python's ipaddress would keep "%x y" as an IPv6 zone; Docker takes no zone anywhere
+    got = errors(tmp_path, """\
+        services:
+          a:
+            image: x
+            ports: ["[fe80::1%lo]:8080:80"]
+            networks:
+              n: {ipv6_address: "fd00:1::5%x y", link_local_ips: ["fe80::9%eth0"]}
+        networks:
+          n: {enable_ipv6: true, ipam: {config: [{subnet: "fd00:1::%x/64"}]}}
+        """)
+    assert got == [
+        'compose.yml:4: services.a.ports[0]: invalid host address "fe80::1%lo"',
+        'compose.yml:6: services.a.networks.n.ipv6_address: invalid IPv6 address "fd00:1::5%x y"',
+        'compose.yml:6: services.a.networks.n.link_local_ips[0]: invalid IP address "fe80::9%eth0"',
+        'compose.yml:8: networks.n.ipam.config[0].subnet: invalid subnet "fd00:1::%x/64": expected CIDR like 172.28.0.0/16',
+    ]
