@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
-from compose_net.errors import ConfigError
+from compose_net.errors import ConfigError, one_line
 from compose_net.keypath import Part, format_path, locate
 from compose_net.loader.normalize import parse_extra_host, parse_port, parse_volume, volume_is_named
 from compose_net.loader.source import Loc
@@ -175,24 +175,12 @@ def _parse_subnets(ctx: Context, network: str) -> list:
 
 # --- names: every value that becomes a DNS name, a file line or a kernel object's name ---------
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
-
-
 def shown(value: Any, limit: int = 80) -> str:
     """A value as the user wrote it, quoted and on one line: control characters escaped (a
     newline in a hostile value must not start a line of its own here either), a long value cut
     (the message says how long it is where that matters)."""
     text = str(value)
-
-    def escape(ch: str) -> str:
-        if ch in _ESCAPES:
-            return _ESCAPES[ch]
-        if ch.isprintable():
-            return ch
-        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 \
-            else f"\\U{ord(ch):08x}"
-
-    body = "".join(escape(ch) for ch in text[:limit])
+    body = one_line(text[:limit].replace("\\", "\\\\").replace('"', '\\"'))
     return f'"{body}..."' if len(text) > limit else f'"{body}"'
 
 
