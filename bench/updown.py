@@ -120,7 +120,7 @@ networks:
 def compose_file(directory: Path, n: int) -> Path:
     lines = []
     for i, nets in topology(n):
-        lines.append(f"  c{i}: {{networks: [{', '.join(nets)}]}}")
+        lines.append(f"  c{i}: {{image: x, networks: [{', '.join(nets)}]}}")
     path = directory / "compose.yml"
     path.write_text(COMPOSE.format(services="\n".join(lines), net1=NET1, net2=NET2))
     return path

@@ -477,11 +477,22 @@ class Progress:
 
     def done(self, message: str, seconds: float) -> None:
         if self.enabled:
-            print(f" ✔ {message:<50} {seconds:5.2f}s", flush=True)
+            print(f" ✔ {message:<50} {format_seconds(seconds):>7}", flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as read at a glance: a network or a container takes about a millisecond, so
+    fixed 0.01 s steps would print 0.00s for all of them; three significant digits never do."""
+    if seconds >= 1:
+        return f"{seconds:.2f}s"
+    ms = seconds * 1000
+    return f"{ms:.2f}ms" if ms < 10 else f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
 
 
 def format_event(event: Any) -> str:
-    """Events are (kind, name, status, seconds) tuples or objects with those attributes."""
+    """Events are (kind, name, status[, seconds]) tuples or objects with those attributes; an
+    event without seconds (a network removed with the project's one link group deletion) prints
+    no time rather than a made-up one."""
     if isinstance(event, str):
         return f" ✔ {event}"
     if isinstance(event, tuple) and len(event) >= 3:
@@ -493,7 +504,7 @@ def format_event(event: Any) -> str:
         status = getattr(event, "status", "")
         seconds = getattr(event, "seconds", None)
     label = f"{str(kind).capitalize()} {name}"
-    timing = f" {seconds:5.2f}s" if isinstance(seconds, (int, float)) else ""
+    timing = f" {format_seconds(seconds):>7}" if isinstance(seconds, (int, float)) else ""
     return f" ✔ {label:<40} {str(status).capitalize():<10}{timing}"
 
 

@@ -22,6 +22,24 @@ class ComposeNetError(Exception):
     exit_status = 1
 
 
+def one_line(text: str) -> str:
+    """`text` with every character that is not printable escaped (\\n, \\x1b, \\u2028): a
+    problem is one line however hostile the value it names, and a terminal shows it as written."""
+    if text.isprintable():
+        return text
+
+    def escape(ch: str) -> str:
+        if ch.isprintable():
+            return ch
+        special = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+        if special:
+            return special
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+    return "".join(escape(ch) for ch in text)
+
+
 @dataclass(frozen=True)
 class Where:
     """A location in the user's input: file, 1-based line (0 when unknown) and dotted key path."""
@@ -57,7 +75,7 @@ class ConfigError(ComposeNetError):
         return self.where.keypath
 
     def __str__(self) -> str:
-        return f"{self.where.prefix()}: {self.message}"
+        return one_line(f"{self.where.prefix()}: {self.message}")
 
 
 class ConfigErrors(ComposeNetError):
@@ -76,7 +94,7 @@ class ConfigWarning:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where.prefix()}: warning: {self.message}"
+        return one_line(f"{self.where.prefix()}: warning: {self.message}")
 
 
 class PlanError(ComposeNetError):
@@ -88,7 +106,7 @@ class PlanError(ComposeNetError):
     def __init__(self, message: str, where: "Where | None" = None):
         self.where = where
         self.message = message
-        super().__init__(f"{where.prefix()}: {message}" if where is not None else message)
+        super().__init__(one_line(f"{where.prefix()}: {message}" if where is not None else message))
 
 
 class RuntimeFailure(ComposeNetError):

@@ -154,8 +154,8 @@ def down(project: str, *, progress: Progress = None) -> None:
     if errors:
         raise DownErrors(errors)
     if progress:
-        # A network's links go in the project's one group deletion, timed with the container
-        # it is queued with: its line comes after the containers', untimed, as it is gone now.
+        # A network's links go in the project's one group deletion, which removes every
+        # network at once: no time is a network's own, so its line (after the containers') has none.
         for unit in dict.fromkeys(op.unit for op in ops):
             event = unit_event(unit)
             if event and event[0] == "network" and event not in reported:

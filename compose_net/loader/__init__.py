@@ -25,7 +25,7 @@ _OVERRIDES = {
     "docker-compose.yaml": ("docker-compose.override.yaml", "docker-compose.override.yml"),
     "docker-compose.yml": ("docker-compose.override.yml", "docker-compose.override.yaml"),
 }
-_PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_PROJECT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def normalize_project_name(name: str) -> str:
 
 
 def check_project_name(name: str, source: str = "-p") -> str:
-    if not _PROJECT_NAME_RE.match(name or ""):
+    if not _PROJECT_NAME_RE.fullmatch(name or ""):  # `$` alone would let a trailing newline in
         raise ConfigError("(command line)", 0, source,
                           f'invalid project name "{name}": use lowercase letters, digits, "_" and "-", '
                           "starting with a letter or digit")
@@ -161,9 +161,13 @@ def _load(opts: LoadOptions) -> LoadResult:
     errors: list[ConfigError] = []
     warnings: list[ConfigWarning] = []
     parsed: list[tuple[dict, source.Loc]] = []
+    # where relative paths start in each file read (by display name): the project directory for
+    # the -f files, its own directory for a file `extends` or `include` pulls in
+    file_dirs: dict[str, str] = {}
 
     def read_file(path: str, display: str, variables: Mapping[str, str]) -> list[tuple[dict, source.Loc]]:
         """Parse, interpolate and validate one file. Raises ConfigError(s)."""
+        file_dirs.setdefault(display, os.path.dirname(path) if path != "-" else project_dir)
         if path == "-":
             import sys
 
@@ -244,7 +248,8 @@ def _load(opts: LoadOptions) -> LoadResult:
         raise ConfigErrors([ConfigError(files[0][1], 0, f"services.{s}", f"no such service: {s}") for s in unknown])
     enabled = normalize.targeted_services(raw_services, opts.services)
     config = normalize.normalize(merged, name, profiles, variables, enabled)
-    problems = checks.run_checks(config, loc, merged)
+    file_dirs.update({display: project_dir for _, display in files})
+    problems = checks.run_checks(config, loc, merged, project_dir, file_dirs)
     if problems:
         raise ConfigErrors(problems)
     project = build.build_project(config, loc, merged, project_dir, tuple(p for p, _ in files), variables)

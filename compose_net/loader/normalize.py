@@ -108,6 +108,45 @@ def parse_port(value: Any) -> dict:
             "protocol": protocol, "mode": "ingress"}
 
 
+def parse_volume(spec: str) -> tuple[str, str]:
+    """A short `volumes:` entry (SOURCE:TARGET[:MODE], TARGET) -> (source, target), read as
+    compose-go reads it: a colon right after a single letter is a Windows drive's, colons
+    inside ${...} do not count. Raises ValueError with compose's reason."""
+    if not spec:
+        raise ValueError("invalid empty volume spec")
+    if len(spec) <= 2:
+        return "", spec
+    sections: list[str] = []
+    buffer = ""
+    depth = 0  # inside ${...}
+    for i, char in enumerate(spec + "\0"):
+        if char == "$" and spec[i + 1 : i + 2] == "{":
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+        elif char == ":" and len(buffer) == 1 and buffer.isalpha():
+            pass  # C:\path
+        elif char in ":\0" and not depth:
+            if not buffer:
+                raise ValueError("empty section between colons")
+            if len(sections) == 2 and char == ":":
+                raise ValueError("too many colons")
+            sections.append(buffer)
+            buffer = ""
+            continue
+        buffer += char
+    if len(sections) == 1:
+        return "", sections[0]
+    return sections[0], sections[1]
+
+
+def volume_is_named(source: str) -> bool:
+    """A short volume's source names a volume, not a host path (compose-go's isFilePath)."""
+    if not source or source[0] in "./~" or source.startswith("\\\\"):
+        return False
+    return not (len(source) > 1 and source[0].isalpha() and source[1] == ":")
+
+
 def parse_extra_host(entry: str) -> tuple[str, str]:
     """`host:ip` or `host=ip` (IPv6 may be bracketed) → (host, ip). Raises ValueError."""
     if not isinstance(entry, str):

@@ -24,7 +24,7 @@ from typing import Any, Optional
 from compose_net import drivers, graph as pgraph, ipam, naming
 from compose_net.dns.records import ttl_setting
 from compose_net.drivers.base import HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED, InterfaceLayout, NetworkLayout
-from compose_net.errors import ConfigError
+from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
 from compose_net.summary import (ContainerState, InterfaceState, LinkState, NetworkState, PortState, SubnetState,
@@ -40,6 +40,17 @@ HOSTS_HEADER = (
     "ff02::1\tip6-allnodes\n"
     "ff02::2\tip6-allrouters\n"
 )
+
+
+def one_token(value: object, what: str) -> str:
+    """`value` as one word of resolv.conf or hosts. The loader has checked every such value
+    already; this second line of defence refuses anything that would end the word or the line
+    (whitespace, control characters), so no value, however it got here, adds a line of its own."""
+    text = str(value)
+    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise PlanError(f"refusing to write {what} {text!r}: it must be one word, without whitespace or "
+                        "control characters")
+    return text
 
 
 def _err(project: Project, keypath: str, message: str) -> ConfigError:
@@ -491,8 +502,8 @@ class Layout:
         if box.embedded_dns:
             lines = [f"nameserver {EMBEDDED_DNS}"]
             if svc.dns_search:
-                lines.append("search " + " ".join(svc.dns_search))
-            opts = list(svc.dns_opt)
+                lines.append("search " + " ".join(one_token(d, "search domain") for d in svc.dns_search))
+            opts = [one_token(o, "resolver option") for o in svc.dns_opt]
             if not any(o.startswith("ndots:") for o in opts):
                 # after the user's options, as Docker's libnetwork appends its resolver's
                 opts.append("ndots:0")
@@ -508,11 +519,11 @@ class Layout:
                     or (word == "options" and svc.dns_opt):
                 continue
             kept.append(line)
-        kept += [f"nameserver {d}" for d in svc.dns]
+        kept += [f"nameserver {one_token(d, 'nameserver')}" for d in svc.dns]
         if svc.dns_search:
-            kept.append("search " + " ".join(svc.dns_search))
+            kept.append("search " + " ".join(one_token(d, "search domain") for d in svc.dns_search))
         if svc.dns_opt:
-            kept.append("options " + " ".join(svc.dns_opt))
+            kept.append("options " + " ".join(one_token(o, "resolver option") for o in svc.dns_opt))
         return "\n".join(kept) + "\n" if kept else ""
 
     def host_gateway(self, box: Box) -> Optional[str]:
@@ -549,16 +560,17 @@ class Layout:
                     self.warnings.append(f"{box.container.name}: no address for host-gateway ({eh.hostname})")
                     continue
                 addr = gw
-            lines.append(f"{addr}\t{eh.hostname}")
+            lines.append(f"{one_token(addr, 'address')}\t{one_token(eh.hostname, 'host name')}")
         if box.mode == LEGACY:
             # the legacy bridge has no embedded DNS: links are /etc/hosts lines, as Docker writes them
             for link in svc.links:
                 target = self._legacy_boxes().get(link.service)
                 if target is None or target.ifaces[0].layout.ipv4 is None:
                     continue
-                names = dict.fromkeys([link.alias, link.service, target.container.name])
+                names = dict.fromkeys(one_token(n, "link name") for n in (link.alias, link.service, target.container.name))
                 lines.append(f"{target.ifaces[0].layout.ipv4.ip}\t{' '.join(names)}")
-        name = f"{box.hostname}.{svc.domainname} {box.hostname}" if svc.domainname else box.hostname
+        host = one_token(box.hostname, "hostname")
+        name = f"{host}.{one_token(svc.domainname, 'domainname')} {host}" if svc.domainname else host
         for it in box.ifaces:
             for a in (it.layout.ipv4, it.layout.ipv6):
                 if a is not None:

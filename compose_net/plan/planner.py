@@ -22,7 +22,7 @@ from typing import Any, Optional
 from compose_net import drivers, naming, summary as summaries
 from compose_net.drivers.base import HOST, SHARES, UNSUPPORTED
 from compose_net.model import Project
-from compose_net.plan.layout import HOSTS_HEADER, Box, Layout, layout as _layout  # noqa: F401 (re-exported)
+from compose_net.plan.layout import HOSTS_HEADER, Box, Layout, layout as _layout, one_token  # noqa: F401 (re-exported)
 from compose_net.plan.ops import DnsStart, FileWrite, NetnsCreate, NftApply, Op, Plan, RouteAdd, SysctlSet
 from compose_net.probe import HostFacts
 

@@ -22,6 +22,7 @@ from conftest import kernel_snapshot, sh
 COMPOSE = """
 services:
   a:
+    image: x
     hostname: alpha
     domainname: example.org
     dns: [192.0.2.53]
@@ -32,13 +33,15 @@ services:
     networks: [n]
     expose: ["3000"]
   b:
+    image: x
     deploy: {{replicas: 2}}
     networks: [n, m]
   lonely:
+    image: x
     network_mode: none
     extra_hosts: ["x:10.1.2.3"]
-  hostly: {{network_mode: host}}
-  side: {{network_mode: "service:a"}}
+  hostly: {{image: x, network_mode: host}}
+  side: {{image: x, network_mode: "service:a"}}
 networks:
   n:
     driver_opts: {{com.docker.network.driver.mtu: "1400"}}
@@ -229,7 +232,7 @@ def test_progress_lines_then_up_again_says_nothing_changes(project):
 
 def test_down_from_another_directory_twice(tmp_path, project_name):
     path = tmp_path / "compose.yml"
-    path.write_text("services:\n  s: {networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 10.231.2.0/24}]}}\n")
+    path.write_text("services:\n  s: {image: x, networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 10.231.2.0/24}]}}\n")
     before = kernel_snapshot()
     ruleset = sh("nft", "list", "ruleset").stdout
     try:
@@ -254,7 +257,7 @@ def test_external_network_from_network_create(tmp_path, project_name):
     path = tmp_path / "compose.yml"
     path.write_text(textwrap.dedent(f"""
         services:
-          w: {{networks: [shared]}}
+          w: {{image: x, networks: [shared]}}
         networks:
           shared: {{external: true, name: {net}}}
         """))
@@ -284,7 +287,7 @@ def test_external_network_from_network_create(tmp_path, project_name):
 def test_a_kernel_error_exits_1_naming_the_op_and_the_error(tmp_path, project_name):
     path = tmp_path / "compose.yml"
     # the kernel refuses a TTL of 0 (EINVAL) when the sysctl is written inside the namespace
-    path.write_text("services:\n  s:\n    networks: [n]\n    sysctls: {net.ipv4.ip_default_ttl: '0'}\n"
+    path.write_text("services:\n  s:\n    image: x\n    networks: [n]\n    sysctls: {net.ipv4.ip_default_ttl: '0'}\n"
                     "networks:\n  n: {ipam: {config: [{subnet: 10.231.4.0/24}]}}\n")
     before = kernel_snapshot()
     try:
@@ -300,17 +303,22 @@ def test_a_kernel_error_exits_1_naming_the_op_and_the_error(tmp_path, project_na
 MID = """
 services:
   web:
+    image: x
     networks: [front, back]
     ports: ["18090:80"]
   api:
+    image: x
     networks: [back]
     sysctls: {net.ipv4.ip_unprivileged_port_start: "0"}
   db:
+    image: x
     networks:
       back: {ipv4_address: 10.231.6.50, aliases: [database]}
   side:
+    image: x
     network_mode: "service:db"
   job:
+    image: x
     network_mode: none
 networks:
   front: {ipam: {config: [{subnet: 10.231.5.0/24}]}}
@@ -347,7 +355,7 @@ def test_injected_failure_after_every_op_through_the_cli(tmp_path, project_name)
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a terminal")
 def test_progress_on_a_terminal_without_asking(tmp_path, project_name):
     path = tmp_path / "compose.yml"
-    path.write_text("services:\n  s: {networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 10.231.7.0/24}]}}\n")
+    path.write_text("services:\n  s: {image: x, networks: [n]}\nnetworks:\n  n: {ipam: {config: [{subnet: 10.231.7.0/24}]}}\n")
     before = kernel_snapshot()
     command = shlex.join([sys.executable, "-m", "compose_net", "-p", project_name, "-f", str(path), "up"])
     try:

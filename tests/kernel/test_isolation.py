@@ -21,14 +21,14 @@ from test_ports import Up, cli
 
 MAIN = """
 services:
-  a1: {networks: [front]}
-  a2: {networks: [front]}
-  b1: {networks: [back]}
-  i1: {networks: [isolated]}
-  i2: {networks: [isolated]}
-  c1: {networks: [quiet]}
-  c2: {networks: [quiet], ports: ["18097:80"]}
-  p1: {networks: [plain]}
+  a1: {image: x, networks: [front]}
+  a2: {image: x, networks: [front]}
+  b1: {image: x, networks: [back]}
+  i1: {image: x, networks: [isolated]}
+  i2: {image: x, networks: [isolated]}
+  c1: {image: x, networks: [quiet]}
+  c2: {image: x, networks: [quiet], ports: ["18097:80"]}
+  p1: {image: x, networks: [plain]}
 networks:
   front: {ipam: {config: [{subnet: 10.217.1.0/24}]}}
   back: {ipam: {config: [{subnet: 10.217.2.0/24}]}}
@@ -45,7 +45,7 @@ networks:
 
 NEIGHBOUR = """
 services:
-  x1: {}
+  x1: {image: x}
 networks:
   default: {ipam: {config: [{subnet: 10.217.9.0/24}]}}
 """

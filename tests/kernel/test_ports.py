@@ -23,6 +23,7 @@ from test_firewall_rules import SERVER, probe
 COMPOSE = """
 services:
   web:
+    image: x
     networks: [front]
     ports:
       - "18080:80"
@@ -32,8 +33,10 @@ services:
       - "7000-7002:7000-7002/udp"
       - "15353:5353/udp"
   client:
+    image: x
     networks: [front]
   other:
+    image: x
     networks: [back]
 networks:
   front:
@@ -172,6 +175,7 @@ def test_only_the_target_port_is_open_on_the_container(up):
 COMPOSE6 = """
 services:
   web6:
+    image: x
     networks: [dual]
     ports: ["18085:80", "18086:86/udp"]
 networks:
@@ -226,9 +230,11 @@ def test_legacy_bridge_publishes_and_is_isolated(kernel_lock, tmp_path, uplink):
     legacy = Up(tmp_path, """
 services:
   old:
+    image: x
     network_mode: bridge
     ports: ["18095:80"]
   new:
+    image: x
     networks: [own]
 networks:
   own: {ipam: {config: [{subnet: 10.216.7.0/24}]}}

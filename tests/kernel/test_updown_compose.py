@@ -23,15 +23,19 @@ from conftest import kernel_snapshot, sh
 MID = """
 services:
   web:
+    image: x
     networks: [front, back]
     ports: ["18080:80"]
   api:
+    image: x
     networks: [back]
     sysctls: {net.ipv4.ip_unprivileged_port_start: "0"}
   db:
+    image: x
     networks:
       back: {ipv4_address: 10.226.1.50, aliases: [database]}
   job:
+    image: x
     network_mode: none
 networks:
   front: {ipam: {config: [{subnet: 10.226.0.0/24}]}}
@@ -83,8 +87,8 @@ def down_after(project_name):
 def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     first = _plan(project_name, tmp_path, """
         services:
-          web: {networks: [n]}
-          db: {networks: [n]}
+          web: {image: x, networks: [n]}
+          db: {image: x, networks: [n]}
         networks:
           n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
         """)
@@ -98,9 +102,9 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
 
     edited = _plan(project_name, tmp_path, """
         services:
-          web: {networks: [n]}
-          db: {networks: [n, m]}
-          cache: {networks: [m]}
+          web: {image: x, networks: [n]}
+          db: {image: x, networks: [n, m]}
+          cache: {image: x, networks: [m]}
         networks:
           n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
           m: {ipam: {config: [{subnet: 10.227.1.0/24}]}}
@@ -132,8 +136,8 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
     group = summary["group"]
     shrunk = _plan(project_name, tmp_path, """
         services:
-          web: {networks: [n]}
-          db: {networks: [n, m]}
+          web: {image: x, networks: [n]}
+          db: {image: x, networks: [n, m]}
         networks:
           n: {ipam: {config: [{subnet: 10.227.0.0/24}]}}
           m: {ipam: {config: [{subnet: 10.227.1.0/24}]}}
@@ -154,7 +158,7 @@ def test_two_projects_at_once_get_different_subnets(project_name, tmp_path):
     for name in names:
         d = tmp_path / name
         d.mkdir()
-        (d / "compose.yml").write_text("services:\n  s1: {}\n  s2: {}\n")
+        (d / "compose.yml").write_text("services:\n  s1: {image: x}\n  s2: {image: x}\n")
         files.append(d / "compose.yml")
     before = kernel_snapshot()
     argv = lambda name, f: [sys.executable, "-m", "compose_net", "-p", name, "-f", str(f), "up", "--quiet"]
@@ -200,7 +204,7 @@ def test_failure_after_every_op_of_a_mid_size_example(project_name, tmp_path, mo
 
 @pytest.mark.parametrize("after", [3, 40])
 def test_kill_9_of_the_cli_then_down_leaves_nothing(project_name, tmp_path, after):
-    services = "\n".join(f"  s{i}: {{networks: [a{', b' if i % 2 else ''}]}}" for i in range(60))
+    services = "\n".join(f"  s{i}: {{image: x, networks: [a{', b' if i % 2 else ''}]}}" for i in range(60))
     path = tmp_path / "compose.yml"
     path.write_text(f"services:\n{services}\nnetworks:\n  a: {{}}\n  b: {{}}\n")
     before = kernel_snapshot()
@@ -226,10 +230,10 @@ def test_kill_9_of_the_cli_then_down_leaves_nothing(project_name, tmp_path, afte
 def test_network_modes_host_none_and_service(project_name, tmp_path, down_after):
     plan = _plan(project_name, tmp_path, """
         services:
-          web: {networks: [n]}
-          side: {network_mode: "service:web"}
-          hostly: {network_mode: host}
-          lonely: {network_mode: none}
+          web: {image: x, networks: [n]}
+          side: {image: x, network_mode: "service:web"}
+          hostly: {image: x, network_mode: host}
+          lonely: {image: x, network_mode: none}
         networks:
           n: {ipam: {config: [{subnet: 10.228.0.0/24}]}}
         """)
@@ -251,7 +255,7 @@ def test_legacy_bridge_is_shared_and_left_to_the_last_project(project_name, tmp_
     for name in names:
         d = tmp_path / name
         d.mkdir()
-        (d / "compose.yml").write_text("services:\n  old: {network_mode: bridge}\n")
+        (d / "compose.yml").write_text("services:\n  old: {image: x, network_mode: bridge}\n")
         files.append(d / "compose.yml")
     before = kernel_snapshot()
     if "cn0" in before["links"]:
@@ -278,13 +282,13 @@ def test_a_rollback_leaves_the_shared_bridge_and_its_other_users(project_name, t
     first, second = project_name + "a", project_name + "b"
     for name in (first, second):
         (tmp_path / name).mkdir()
-    (tmp_path / first / "compose.yml").write_text("services:\n  old: {network_mode: bridge}\n")
+    (tmp_path / first / "compose.yml").write_text("services:\n  old: {image: x, network_mode: bridge}\n")
     before = kernel_snapshot()
     if "cn0" in before["links"]:
         pytest.skip("a cn0 bridge of some other project exists on this host")
     try:
         _cli("up", "--quiet", project=first, file=tmp_path / first / "compose.yml")
-        plan = _plan(second, tmp_path / second, "services:\n  legacy: {network_mode: bridge}\n  web: {}\n")
+        plan = _plan(second, tmp_path / second, "services:\n  legacy: {image: x, network_mode: bridge}\n  web: {image: x}\n")
         for k in range(1, len(plan.ops) + 1):
             monkeypatch.setenv("COMPOSE_NET_FAIL_AFTER", str(k))
             with pytest.raises(OpFailed):
@@ -303,8 +307,8 @@ def test_a_rollback_leaves_the_shared_bridge_and_its_other_users(project_name, t
 def test_overlay_network_on_a_single_host(project_name, tmp_path, down_after):
     plan = _plan(project_name, tmp_path, """
         services:
-          a: {networks: [o]}
-          b: {networks: [o]}
+          a: {image: x, networks: [o]}
+          b: {image: x, networks: [o]}
         networks:
           o: {driver: overlay, ipam: {config: [{subnet: 10.229.0.0/24}]}}
         """)
@@ -321,8 +325,8 @@ def test_overlay_network_on_a_single_host(project_name, tmp_path, down_after):
 def test_macvlan_from_a_compose_file(project_name, tmp_path, veth_parent, down_after):
     plan = _plan(project_name, tmp_path, f"""
         services:
-          a: {{networks: {{m: {{ipv4_address: 10.224.0.10}}}}}}
-          b: {{networks: [m]}}
+          a: {{image: x, networks: {{m: {{ipv4_address: 10.224.0.10}}}}}}
+          b: {{image: x, networks: [m]}}
         networks:
           m:
             driver: macvlan
@@ -350,7 +354,7 @@ def _cli_refuses(project_name, tmp_path, kind: str, driver: str, parent: str, su
     path = tmp_path / "compose.yml"
     path.write_text(textwrap.dedent(f"""
         services:
-          a: {{networks: [m]}}
+          a: {{image: x, networks: [m]}}
         networks:
           m:
             driver: {driver}

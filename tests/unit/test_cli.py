@@ -364,7 +364,7 @@ def test_missing_env_file_is_an_error(tmp_path, capsys, monkeypatch):
 
 
 def test_unset_variable_warns_and_required_one_fails(tmp_path, capsys, monkeypatch):
-    write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X}\n")
+    write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X}\n    build: .\n")
     status, out, err = run(["config"], capsys, tmp_path / "p", monkeypatch)
     assert status == 0 and "IMAGE_TAG_UNSET_X" in err and "warning" in err
     write(tmp_path / "p" / "compose.yml", "services:\n  web:\n    image: ${IMAGE_TAG_UNSET_X:?set the tag}\n")
@@ -781,3 +781,10 @@ def test_runtime_errors_exit_1_and_debug_shows_their_traceback(tmp_path):
     status, out, err, _ = run_proc(["--debug", "exec", "-p", "cnnotup", "web", "--", "true"], tmp_path,
                                    env={"COMPOSE_NET_STATE_DIR": str(tmp_path / "state")})
     assert status == 1 and "Traceback" in err and "project cnnotup is not up" in err
+
+
+def test_progress_times_keep_three_digits_below_a_second():
+    # a network is made in about a millisecond: fixed 0.01 s steps printed 0.00s for all
+    assert [cli.format_seconds(s) for s in (0.00098, 0.0131, 0.3349, 2.5)] == ["0.98ms", "13.1ms", "335ms", "2.50s"]
+    assert cli.format_event(("network", "p_n", "created", 0.00098)).split()[-2:] == ["Created", "0.98ms"]
+    assert cli.format_event(("network", "p_n", "removed")).rstrip().endswith("Removed")

@@ -29,6 +29,7 @@ services:
     image: pg
     deploy: {replicas: 2}
   named:
+    image: x
     container_name: fixed
     network_mode: host
 networks:
@@ -83,11 +84,11 @@ def test_locate_any_key_path(tmp_path):
     p = project(tmp_path)
     assert p.locate("services.web.networks.front.ipv4_address") == ("compose.yml", 11)
     assert p.locate("services.web.ports[1]") == ("compose.yml", 7)
-    assert p.locate("networks.front.ipam.config[0].subnet") == ("compose.yml", 30)
+    assert p.locate("networks.front.ipam.config[0].subnet") == ("compose.yml", 31)
     # paths that exist only after normalization fall back to their nearest written ancestor
     assert p.locate("services.web.networks.back.aliases") == ("compose.yml", 14)
     assert p.locate("services.db.networks.default") == ("compose.yml", 20)
-    assert p.locate("networks.default") == ("compose.yml", 26)
+    assert p.locate("networks.default") == ("compose.yml", 27)
     assert p.locate("services.web.depends_on.db") == ("compose.yml", 15)
 
 

@@ -29,7 +29,7 @@ def test_name_precedence(tmp_path):
 def test_normalization_and_cli_validation():
     assert normalize_project_name("__My.App-1") == "myapp-1"
     assert check_project_name("ok_name-1") == "ok_name-1"
-    for bad in ("Upper", "-lead", "sp ace", ""):
+    for bad in ("Upper", "-lead", "sp ace", "", "name\n", "name\nnext"):
         with pytest.raises(ConfigError):
             check_project_name(bad)
 
@@ -80,7 +80,7 @@ def test_env_precedence_shell_over_dotenv_and_env_file_replaces(tmp_path):
 
 
 def test_unset_variable_warns_with_key_path(tmp_path):
-    (tmp_path / "compose.yml").write_text("services:\n  web:\n    image: $UNSET_IMAGE\n")
+    (tmp_path / "compose.yml").write_text("services:\n  web:\n    image: $UNSET_IMAGE\n    build: .\n")
     result = run(tmp_path, project_name="w")
     assert [str(w) for w in result.warnings] == [
         'compose.yml:3: services.web.image: warning: the "UNSET_IMAGE" variable is not set, defaulting to a blank string']

@@ -414,7 +414,7 @@ def test_link_local_ips_are_added():
 def test_dns_ttl_comes_from_compose_net_dns_ttl_in_the_environment(tmp_path):
     from compose_net.errors import PlanError
     from compose_net.loader import LoadOptions, load
-    (tmp_path / "compose.yml").write_text("services:\n  a: {}\n")
+    (tmp_path / "compose.yml").write_text("services:\n  a: {image: x}\n")
     (tmp_path / ".env").write_text("COMPOSE_NET_DNS_TTL=30\n")
     project = load(LoadOptions(cwd=str(tmp_path), environ={})).project
     assert summary(project, HostFacts())["dns_ttl"] == 30
@@ -425,3 +425,23 @@ def test_dns_ttl_comes_from_compose_net_dns_ttl_in_the_environment(tmp_path):
     bad = load(LoadOptions(cwd=str(tmp_path), environ={"COMPOSE_NET_DNS_TTL": "ten"})).project
     with pytest.raises(PlanError):
         summary(bad, HostFacts())
+
+
+@pytest.mark.parametrize("field, value", [
+    ("hostname", "app\nnameserver 203.0.113.66"),
+    ("domainname", "example.org 203.0.113.66"),
+    ("dns_search", ("corp.example\nnameserver 203.0.113.66",)),
+    ("dns_opt", ("ndots:1\tnameserver",)),
+    ("extra_hosts", (ExtraHost("db\n203.0.113.66 bank.example", "10.0.0.5"),)),
+])
+def test_resolv_conf_and_hosts_writers_refuse_a_second_word(field, value):
+    # The loader refuses these; a Project built by any other way still cannot add a line.
+    from compose_net.errors import PlanError
+
+    hostile = project("shop", [svc("web", att("front"), **{field: value})], [net("front")])
+    with pytest.raises(PlanError, match="must be one word"):
+        plan_up(hostile)
+    fine = project("shop", [svc("web", att("front"), hostname="web", domainname="example.org",
+                                dns_search=("corp.example",), dns_opt=("ndots:1",))], [net("front")])
+    files = {o.path.rsplit("/", 1)[1]: o.content for o in by_kind(plan_up(fine), "file_write", unit="container:shop-web-1")}
+    assert "search corp.example\n" in files["resolv.conf"] and "web.example.org web\n" in files["hosts"]
