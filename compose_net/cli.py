@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("mermaid", "dot"), default=None)
     g.add_argument("--output", "-o", metavar="FILE", help="render to FILE.svg/.png with Graphviz dot")
 
+    ck = sub.add_parser("check", help="exit 0 when the kernel matches the plan, 1 listing every difference")
+    ck.add_argument("--json", action="store_true", help="the differences as JSON")
+
     sub.add_parser("dns", help="run the project's embedded DNS server in the foreground")
     return p
 
@@ -221,6 +224,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         plan = _plan(_selected(project, args.services))
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        for line in _repairs(plan):
+            # drift found and mended: said on stderr even without progress, as warnings are
+            print(line, file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
@@ -231,6 +237,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
     reporter.done(message, time.monotonic() - started)
     return 0
+
+
+def _repairs(plan: Any) -> list[str]:
+    """One line per unit and reason of what the plan mends (ops whose note says `repair:`)."""
+    lines = []
+    for op in plan.ops:
+        if op.note.startswith("repair: "):
+            line = f"repairing {op.unit}: {op.note[len('repair: '):]}"
+            if line not in lines:
+                lines.append(line)
+    return lines
 
 
 def _selected(project: Any, services: Sequence[str]) -> Any:
@@ -318,16 +335,58 @@ def cmd_ps(args: argparse.Namespace) -> int:
             _out(_table(views.ps_rows(Summary(name))))
             print(f"project {name} is not up", file=sys.stderr)
         return 0
-    _emit(args.format, lambda: views.ps_json(summary), lambda: views.ps_rows(summary))
+    health = _health(summary)
+    _emit(args.format, lambda: views.ps_json(summary, health), lambda: views.ps_rows(summary, health))
     return 0
+
+
+def _health(summary: Any) -> Optional[dict]:
+    """What the kernel lacks of each container of a project that is up, from its journal (None
+    when this user cannot look: without root, the recorded state is shown as it is)."""
+    if not _can_observe():
+        return None
+    from compose_net import observe, state, views
+    from compose_net.plan.reconcile import differences
+
+    recorded = state.Journal(summary.project).read().ops
+    observed = observe.read(observe.query(recorded))
+    return views.container_health(differences(recorded, observed, summary))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from compose_net import views
 
     summaries = _summaries()
-    _emit(args.format, lambda: views.ls_json(summaries), lambda: views.ls_rows(summaries))
+    health = {s.project: h for s in summaries if not s.standalone and (h := _health(s)) is not None}
+    _emit(args.format, lambda: views.ls_json(summaries, health), lambda: views.ls_rows(summaries, health))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the kernel holds exactly what the compose file plans, 1 with one line per
+    difference (what `up` would do about it) otherwise."""
+    project = _load(args).project
+    if not _can_observe():
+        raise ComposeNetError("check reads the project's namespaces and firewall: run it as root")
+    plan = _plan(project)
+    differences = [{"unit": op.unit, "op": op.kind, "description": op.describe(), "reason": _reason(op)}
+                   for op in plan.ops]
+    if args.json:
+        _out(json.dumps(differences, indent=2))
+    elif not differences:
+        _out(f"project {project.name}: the kernel matches the plan")
+    else:
+        for d in differences:
+            _out(f"{d['unit']}: {d['reason']} ({d['description']})")
+    return 1 if differences else 0
+
+
+def _reason(op: Any) -> str:
+    if op.note.startswith("repair: "):
+        return op.note[len("repair: "):]
+    if op.note == "removed from the project" or op.removal:
+        return op.note or "to be removed"
+    return "not made yet"
 
 
 def cmd_network(args: argparse.Namespace) -> int:
@@ -450,6 +509,7 @@ COMMANDS = {
     "network": cmd_network,
     "exec": cmd_exec,
     "graph": cmd_graph,
+    "check": cmd_check,
     "dns": cmd_dns,
 }
 

@@ -75,6 +75,9 @@ class Observed:
     files: Mapping[str, Optional[str]] = field(default_factory=dict)  # None: no such file
     tables: Mapping[tuple[str, str], Optional[str]] = field(default_factory=dict)  # shape, or None: no table
     dns: Mapping[str, DnsFacts] = field(default_factory=dict)
+    # names under /run/netns that are no namespace (what a crash between claiming a name and
+    # mounting the namespace on it leaves)
+    stale_netns: frozenset[str] = frozenset()
 
     def namespace(self, ns: Optional[str]) -> Optional[NamespaceFacts]:
         return self.host if ns is None else self.namespaces.get(ns)
@@ -137,8 +140,10 @@ def read(q: Query) -> Observed:
             inside[name] = _inside(name, home, keys)
     finally:
         os.close(home)
+    stale = frozenset(name for name, facts in inside.items() if facts is None and os.path.lexists(netns.path(name)))
     return Observed(host=host, namespaces=inside, files={path: _read_file(path) for path in q.files},
-                    tables={t: _table_shape(*t) for t in q.tables}, dns={p: _dns_facts(p) for p in q.dns})
+                    tables={t: _table_shape(*t) for t in q.tables}, dns={p: _dns_facts(p) for p in q.dns},
+                    stale_netns=stale)
 
 
 def _inside(name: str, home: int, sysctls: set[str]) -> Optional[NamespaceFacts]:

@@ -20,42 +20,66 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # what Docker prints for an unknown time
 
 # --- ps ------------------------------------------------------------------------------------
 
-PS_HEADER = ["NAME", "SERVICE", "NAMESPACE", "NETWORK", "INTERFACE", "IPV4", "IPV6", "MAC", "PORTS"]
+PS_HEADER = ["NAME", "SERVICE", "STATE", "NAMESPACE", "NETWORK", "INTERFACE", "IPV4", "IPV6", "MAC", "PORTS"]
+RUNNING = "running"
+
+
+def container_health(differences: Iterable[tuple[Any, str]]) -> dict[str, list[str]]:
+    """What is wrong with each container, from `plan.reconcile.differences` over its recorded
+    ops: container name -> the reasons, in op order (a container missing from it is intact)."""
+    out: dict[str, list[str]] = {}
+    for op, reason in differences:
+        kind, _, name = op.unit.partition(":")
+        if kind == "container" and reason not in out.setdefault(name, []):
+            out[name].append(reason)
+    return out
+
+
+def _state(c: ContainerState, health: Optional[dict[str, list[str]]]) -> tuple[str, str]:
+    """(State, Status) as `ps` shows them: running and up, or degraded and what is wrong."""
+    problems = (health or {}).get(c.name)
+    if not problems:
+        return RUNNING, "up"
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return "degraded", shown
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def ps_rows(summary: Summary) -> list[list[str]]:
-    """One row per interface; a container's name, service, namespace and ports appear on its
-    first row only. A container without interfaces shows its network mode instead."""
+def ps_rows(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> list[list[str]]:
+    """One row per interface; a container's name, service, state, namespace and ports appear on
+    its first row only. A container without interfaces shows its network mode instead. `health`
+    (`container_health`) says what the kernel lacks; without it every container reads running."""
     rows = [list(PS_HEADER)]
     for c in summary.containers:
-        head = [c.name, c.service, c.netns or "-"]
+        state, status = _state(c, health)
+        head = [c.name, c.service, state if state == RUNNING else f"{state}: {status}", c.netns or "-"]
         ports = ", ".join(_port_texts(c, summary))
         if not c.interfaces:
             rows.append(head + [_mode_text(c), "", "", "", "", ports])
             continue
         for n, i in enumerate(c.interfaces):
             cells = [i.network, i.ifname, _text(i.ipv4), _text(i.ipv6), _text(i.mac)]
-            rows.append((head if n == 0 else ["", "", ""]) + cells + [ports if n == 0 else ""])
+            rows.append((head if n == 0 else ["", "", "", ""]) + cells + [ports if n == 0 else ""])
     return rows
 
 
-def ps_json(summary: Summary) -> list[dict[str, Any]]:
+def ps_json(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> list[dict[str, Any]]:
     """`docker compose ps --format json` fields that apply, plus the namespace and interfaces."""
     out = []
     for c in summary.containers:
         ifaces = c.interfaces
+        state, status = _state(c, health)
         out.append({
             "ID": c.id,
             "Name": c.name,
             "Names": c.name,
             "Project": summary.project,
             "Service": c.service,
-            "State": "running",
-            "Status": "up",
+            "State": state,
+            "Status": status,
             "Hostname": c.hostname or c.short_id,
             # Compose gives a container its primary network as HostConfig.NetworkMode
             "NetworkMode": _mode_text(c) if not ifaces else (c.network_mode or ifaces[0].network),
@@ -141,22 +165,27 @@ def _publishers(c: ContainerState) -> list[dict[str, Any]]:
 # --- ls ------------------------------------------------------------------------------------
 
 
-def ls_rows(summaries: Iterable[Summary]) -> list[list[str]]:
+def ls_rows(summaries: Iterable[Summary], health: Optional[dict[str, dict[str, list[str]]]] = None) -> list[list[str]]:
     rows = [["NAME", "STATUS", "CONFIG FILES"]]
-    for item in ls_json(summaries):
+    for item in ls_json(summaries, health):
         rows.append([item["Name"], item["Status"], item["ConfigFiles"]])
     return rows
 
 
-def ls_json(summaries: Iterable[Summary]) -> list[dict[str, Any]]:
-    """`docker compose ls --format json`: Name, Status (`running(N)`), ConfigFiles."""
+def ls_json(summaries: Iterable[Summary], health: Optional[dict[str, dict[str, list[str]]]] = None) -> list[dict[str, Any]]:
+    """`docker compose ls --format json`: Name, Status, ConfigFiles. Status is `running(N)` when
+    all N containers are intact, else `degraded(K/N)` with K intact (`health`: project ->
+    `container_health`)."""
     out = []
     for s in sorted(summaries, key=lambda s: s.project):
         if s.standalone:
             continue
+        broken = (health or {}).get(s.project) or {}
+        intact = sum(1 for c in s.containers if not broken.get(c.name))
+        total = len(s.containers)
         out.append({
             "Name": s.project,
-            "Status": f"running({len(s.containers)})",
+            "Status": f"running({total})" if intact == total else f"degraded({intact}/{total})",
             "ConfigFiles": ",".join(s.files),
         })
     return out

@@ -186,7 +186,7 @@ def up(plan: Plan, *, progress: Progress = None) -> UpResult:
             ap.run(numbered, fail_after, plan.ops)
         except BaseException as exc:
             ap.close()
-            _roll_back(plan.project, journal, prior, ap.done, exc)
+            _roll_back(plan.project, journal, prior, ap.done, record, exc)
             raise
         finally:
             ap.close()
@@ -197,7 +197,7 @@ def up(plan: Plan, *, progress: Progress = None) -> UpResult:
     for unit, status in statuses.items():
         by_status.setdefault(status, []).append(unit)
     return UpResult(plan.project, True, created=tuple(by_status.get("created", ())),
-                    recreated=tuple(by_status.get("recreated", ()) + by_status.get("updated", ())),
+                    recreated=tuple(by_status.get("recreated", []) + by_status.get("updated", [])),
                     removed=tuple(by_status.get("removed", ())), ops_applied=ap.count,
                     warnings=tuple(ap.warnings), updated=bool(prior.ops),
                     seconds=time.perf_counter() - started)
@@ -227,12 +227,14 @@ def _unit_statuses(plan: Plan, prior: tuple[Op, ...], record: tuple[Op, ...]) ->
     return out
 
 
-def _roll_back(project: str, journal: Journal, prior, done: list[Op], exc: BaseException) -> None:
+def _roll_back(project: str, journal: Journal, prior, done: list[Op], record: tuple[Op, ...],
+               exc: BaseException) -> None:
     """Undo what a failed run made; what it replaced in place stays (its old form is gone, and
     the next `up` writes it again). The journal goes back to what it held, or goes."""
     replaced = {key for op in prior.ops for key in op.creates()}
     made = [op for op in done if not (op.in_place and set(op.creates()) & replaced)]
-    errors = _undo(_teardown_for_down(project, tuple(made), group_delete=not prior.ops))
+    # `record` tells which link groups are shared (the legacy bridge's): never deleted whole
+    errors = _undo(_teardown_for_down(project, tuple(made), group_delete=not prior.ops, context=record))
     if errors:  # the journal stays as it is (a superset), for `down` or the next `up`
         raise _with_rollback_errors(exc, errors) from exc
     if prior.ops:

@@ -192,7 +192,7 @@ class Applier:
         errors = self.sockets[ns].send([data for *_, data in batch])  # type: ignore[index]
         failed = [(seq, op, errors[m]) for seq, op, m, _ in batch if m in errors]
         for seq, op, err in failed:
-            if self.undo and err.code in GONE:
+            if (self.undo or op.removal) and err.code in GONE:
                 continue
             if not self.undo and err.code == errno.EEXIST:
                 # The name is taken by someone else, whose object our rollback must not touch.
@@ -216,7 +216,7 @@ class Applier:
         try:
             action()
         except (NetlinkError, OSError) as exc:
-            if self.undo and isinstance(exc, NetlinkError) and exc.code in GONE:
+            if (self.undo or op.removal) and isinstance(exc, NetlinkError) and exc.code in GONE:
                 return
             if not self.undo and getattr(exc, "errno", None) == errno.EEXIST:
                 # A namespace name refused as taken is someone else's: not ours to delete.

@@ -45,6 +45,8 @@ class Op:
     # Applying it again replaces its object whole, in place (a file, a table, a server's
     # records): an edit re-applies it instead of removing the old one first.
     in_place: ClassVar[bool] = False
+    # It removes something: finding it gone already is success, whenever it runs.
+    removal: ClassVar[bool] = False
     unit: str
     note: str = field(default="", compare=False, kw_only=True)
 
@@ -186,6 +188,7 @@ class NetnsCreate(Op):
 @dataclass(frozen=True)
 class NetnsDelete(Op):
     kind: ClassVar[str] = "netns_delete"
+    removal: ClassVar[bool] = True
     name: str
 
     def describe(self) -> str:
@@ -370,6 +373,7 @@ class LinkDelete(Op):
     LinkGroupDelete (one RCU grace period instead of one per link)."""
 
     kind: ClassVar[str] = "link_delete"
+    removal: ClassVar[bool] = True
     ns: Optional[str]
     name: str
     group: Optional[int] = None
@@ -386,6 +390,7 @@ class LinkGroupDelete(Op):
     """Delete every link of link group `group` in the host namespace in one request."""
 
     kind: ClassVar[str] = "link_group_delete"
+    removal: ClassVar[bool] = True
     group: int
     names: tuple[str, ...] = ()  # the links this removes, for the description and the checks
 
@@ -419,6 +424,7 @@ class AddrAdd(Op):
 @dataclass(frozen=True)
 class AddrDel(Op):
     kind: ClassVar[str] = "addr_del"
+    removal: ClassVar[bool] = True
     ns: Optional[str]
     dev: str
     address: IPInterface
@@ -454,6 +460,7 @@ class RouteAdd(Op):
 @dataclass(frozen=True)
 class RouteDel(Op):
     kind: ClassVar[str] = "route_del"
+    removal: ClassVar[bool] = True
     ns: Optional[str]
     dst: IPNetwork
     dev: str
@@ -492,6 +499,7 @@ class FileRemove(Op):
     """Remove `path`, then its parent directory if it became empty and lies under /etc/netns."""
 
     kind: ClassVar[str] = "file_remove"
+    removal: ClassVar[bool] = True
     path: str
 
     def describe(self) -> str:
@@ -526,6 +534,7 @@ class NftApply(Op):
 @dataclass(frozen=True)
 class NftDelete(Op):
     kind: ClassVar[str] = "nft_delete"
+    removal: ClassVar[bool] = True
     family: str
     table: str
 
@@ -558,6 +567,7 @@ class DnsStart(Op):
 @dataclass(frozen=True)
 class DnsStop(Op):
     kind: ClassVar[str] = "dns_stop"
+    removal: ClassVar[bool] = True
     project: str
 
     def describe(self) -> str:

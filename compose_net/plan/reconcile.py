@@ -37,6 +37,7 @@ Verdict = Optional[tuple[str, list[O.Op]]]
 class Context:
     observed: Observed
     ours: frozenset  # object keys the journal records: ours to delete when they are wrong
+    gone: frozenset  # object keys this plan's removals take away
     records_digests: dict  # DNS records path -> sha256 of the content the plan writes there
     dns_netns: tuple[str, ...]  # the namespaces the DNS server must listen in
 
@@ -49,10 +50,10 @@ def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
     """`desired` made true from what `recorded` and `observed` say there is. `shared_in_use`:
     shared units (the legacy bridge) other projects still use, never removed here."""
     recorded = tuple(recorded)
-    ctx = Context(observed, frozenset(k for op in recorded for k in op.creates()),
+    removals, gone = _removals(desired.ops, recorded, observed, shared_in_use)
+    ctx = Context(observed, frozenset(k for op in recorded for k in op.creates()), frozenset(gone),
                   {op.path: _digest(op.content) for op in desired.ops if isinstance(op, O.FileWrite)},
                   _dns_namespaces(desired.state))
-    removals, gone = _removals(desired.ops, recorded, observed, shared_in_use)
     todo: dict[int, tuple[str, list[O.Op]]] = {}
     for i, op in enumerate(desired.ops):
         verdict = _check(op, ctx)
@@ -168,7 +169,10 @@ def _link_state(link: LinkFacts, kind: str, **want) -> Optional[str]:
 def _remake(op: O.Op, ns: Optional[str], name: str, why: str, ctx: Context) -> Verdict:
     """A link of ours that is wrong: delete it, then make it again. One that is not ours is
     left alone, and the create fails before anything changes (preflight names it)."""
-    if not ctx.mine(("link", ns, name)):
+    key = ("link", ns, name)
+    if key in ctx.gone:
+        return (f"{name} {why}", [op])  # removed anyway, just before
+    if not ctx.mine(key):
         return (f"{name} exists and is not this project's", [])
     return (f"{name} {why}", [O.LinkDelete(op.unit, ns, name, note=f"{name} {why}: made again"), op])
 
@@ -176,6 +180,9 @@ def _remake(op: O.Op, ns: Optional[str], name: str, why: str, ctx: Context) -> V
 def _check_netns(op: O.NetnsCreate, ctx: Context) -> Verdict:
     facts = ctx.observed.namespaces.get(op.name)
     if facts is None:
+        if op.name in ctx.observed.stale_netns and ctx.mine(("netns", op.name)):
+            why = f"/run/netns/{op.name} is no namespace"
+            return (why, [O.NetnsDelete(op.unit, op.name, note=f"{why}: made again"), op])
         return _missing(f"namespace {op.name}")
     lo = facts.links.get("lo")
     if lo is not None and not lo.up:
@@ -217,7 +224,10 @@ def _check_veth(op: O.VethCreate, ctx: Context) -> Verdict:
 
 
 def _remake_peer(op: O.VethCreate, ctx: Context, why: str) -> Verdict:
-    if not ctx.mine(("link", op.peer_ns, op.peer_name)):
+    key = ("link", op.peer_ns, op.peer_name)
+    if key in ctx.gone:
+        return (why, [op])
+    if not ctx.mine(key):
         return (why, [])
     return (why, [O.LinkDelete(op.unit, op.peer_ns, op.peer_name, note=f"{why}: made again"), op])
 
@@ -372,3 +382,21 @@ def _name(key: Key) -> str:
     if key[0] == "netns":
         return f"namespace {key[1]}"
     return str(key[-1])
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def differences(ops: Iterable[O.Op], observed: Observed, state: Optional[Summary] = None) -> list[tuple[O.Op, str]]:
+    """Each op of `ops` whose effect the kernel lacks, with what is wrong: what `ps`, `ls` and
+    `check` report. `state` is the project's recorded state (where the DNS server must listen)."""
+    ops = tuple(ops)
+    ctx = Context(observed, frozenset(k for op in ops for k in op.creates()), frozenset(),
+                  {op.path: _digest(op.content) for op in ops if isinstance(op, O.FileWrite)},
+                  _dns_namespaces(state))
+    out = []
+    for op in ops:
+        verdict = _check(op, ctx)
+        if verdict is not None:
+            out.append((op, verdict[0]))
+    return out

@@ -16,7 +16,7 @@ import pytest
 from compose_net import executor, state
 from compose_net.errors import OpFailed
 from compose_net.plan import ops as O
-from conftest import PlanBuilder, kernel_snapshot, sh
+from conftest import PlanBuilder, kernel_snapshot, reconciled_up, sh
 
 
 def _mid_size(builder: PlanBuilder):
@@ -132,7 +132,7 @@ def test_up_after_a_kill_starts_afresh(project_name, tmp_path):
         proc.kill()
         proc.wait()
     try:
-        result = executor.up(plan)  # finds an unfinished journal: clears it, then builds
+        result = reconciled_up(plan)  # finds an unfinished journal: makes what is missing
         assert result.changed
         sh("ping", "-c1", "-W2", "10.234.0.21", ns=f"{project_name}-c-0")
         assert state.Journal(project_name).read().complete

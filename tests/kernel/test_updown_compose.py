@@ -49,14 +49,19 @@ def _summary(project: str) -> dict:
 
 
 def _plan(project: str, directory: Path, text: str):
+    """What `up` of `text` applies now (the desired plan held against the journal and the kernel)."""
+    from compose_net import observe
     from compose_net.loader import LoadOptions, load
-    from compose_net.plan.planner import plan_up
+    from compose_net.plan.planner import plan_changes, plan_up
     from compose_net.probe import probe_host
 
     path = directory / "compose.yml"
     path.write_text(textwrap.dedent(text))
     result = load(LoadOptions(files=(str(path),), project_name=project))
-    return plan_up(result.project, probe_host())
+    facts = probe_host()
+    recorded = state.Journal(project).read().ops
+    desired = plan_up(result.project, facts)
+    return plan_changes(result.project, facts, recorded, observe.read(observe.query(desired.ops + recorded)))
 
 
 def _cli(*args: str, project: str, file: Path | None = None, check: bool = True, **kw):
@@ -130,7 +135,7 @@ def test_up_twice_then_after_an_edit(project_name, tmp_path, down_after):
                 for i in c["interfaces"] if i["ipv4"].startswith("10.227.1."))
     got = sh(sys.executable, "-c", resolve, "db", ns=f"{project_name}-cache-1").stdout.strip()
     assert got == db_m.split("/")[0]
-    assert list(state.Journal(project_name).read().ops) == list(edited.ops)
+    assert list(state.Journal(project_name).read().ops) == list(edited.record)
 
     # Removing a service keeps the project's link group: only the removed unit goes.
     group = summary["group"]

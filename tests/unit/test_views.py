@@ -69,13 +69,30 @@ STANDALONE = from_data(STANDALONE_DATA)
 def test_ps_rows_one_row_per_interface_with_ports_like_docker():
     rows = views.ps_rows(SHOP)
     assert rows[0] == views.PS_HEADER
-    assert rows[1] == ["shop-web-1", "web", "shop-web-1", "shop_front", "eth0", "172.18.0.2/16", "",
+    assert rows[1] == ["shop-web-1", "web", "running", "shop-web-1", "shop_front", "eth0", "172.18.0.2/16", "",
                        "02:42:ac:12:00:02", "0.0.0.0:8080->80/tcp, 127.0.0.1:9000-9002->9000-9002/udp, 3000/tcp"]
-    assert rows[2] == ["", "", "", "shop_back", "eth1", "172.19.0.2/16", "fd00:1::2/64", "02:42:ac:13:00:02", ""]
+    assert rows[2] == ["", "", "", "", "shop_back", "eth1", "172.19.0.2/16", "fd00:1::2/64", "02:42:ac:13:00:02", ""]
     # a sidecar sharing web's namespace shows the mode and web's namespace
-    assert rows[3] == ["shop-side-1", "side", "shop-web-1", "service:web", "", "", "", "", ""]
-    assert rows[4][:6] == ["shop-db-1", "db", "shop-db-1", "shared_net", "eth0", "10.50.0.3/24"]
+    assert rows[3] == ["shop-side-1", "side", "running", "shop-web-1", "service:web", "", "", "", "", ""]
+    assert rows[4][:7] == ["shop-db-1", "db", "running", "shop-db-1", "shared_net", "eth0", "10.50.0.3/24"]
     assert len(rows) == 5
+
+
+def test_ps_and_ls_say_what_the_kernel_lacks():
+    from compose_net.plan import ops as O
+
+    missing = [(O.NetnsCreate("container:shop-db-1", "shop-db-1"), "namespace shop-db-1 is missing"),
+               (O.FileWrite("container:shop-db-1", "/etc/netns/shop-db-1/hosts", ""), "/etc/netns/shop-db-1/hosts differs"),
+               (O.NftApply("firewall", "inet", "cn-shop", "{}"), "table cn-shop differs")]
+    health = views.container_health(missing)
+    assert health == {"shop-db-1": ["namespace shop-db-1 is missing", "/etc/netns/shop-db-1/hosts differs"]}
+    rows = views.ps_rows(SHOP, health)
+    assert rows[4][2] == "degraded: namespace shop-db-1 is missing; /etc/netns/shop-db-1/hosts differs"
+    assert rows[1][2] == "running"
+    data = {c["Name"]: c for c in views.ps_json(SHOP, health)}
+    assert data["shop-db-1"]["State"] == "degraded" and data["shop-web-1"]["State"] == "running"
+    assert views.ls_json([SHOP], {"shop": health})[0]["Status"] == "degraded(2/3)"
+    assert views.ls_json([SHOP], {"shop": {}})[0]["Status"] == "running(3)"
 
 
 def test_ps_json_fields():
