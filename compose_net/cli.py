@@ -161,7 +161,7 @@ def _plan(project):
         # not root, nothing recorded: the project is not up, so the whole plan is what up does
         return desired
     observed = observe.read(observe.query(desired.ops + recorded))
-    return plan_changes(project, facts, recorded, observed)
+    return plan_changes(project, facts, recorded, observed, desired)
 
 
 def _can_observe() -> bool:

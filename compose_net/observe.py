@@ -20,6 +20,7 @@ What is read, and how:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -91,15 +92,25 @@ class Observed:
 class Query:
     """What to observe: everything the given ops create, change or refer to."""
 
+    host_links: frozenset[str] = frozenset()
     namespaces: frozenset[str] = frozenset()
+    ipv6: frozenset[Optional[str]] = frozenset()  # namespaces (None: the host) with IPv6 to look at
+    kinds: frozenset[tuple[str, str]] = frozenset()  # (namespace, link kind) made in a namespace
     sysctls: frozenset[tuple[Optional[str], str]] = frozenset()  # (namespace or None, key)
     files: frozenset[str] = frozenset()
     tables: frozenset[tuple[str, str]] = frozenset()
     dns: frozenset[str] = frozenset()
 
 
+# ops that name a link of the namespace they work in (`ns`; None: the host)
+_HOST_LINK_OPS = (O.AddrAdd, O.AddrDel, O.RouteAdd, O.RouteDel, O.LinkUp, O.LinkDelete)
+
+
 def query(ops: Iterable[O.Op]) -> Query:
+    host_links: set[str] = set()
     namespaces: set[str] = set()
+    ipv6: set[Optional[str]] = set()
+    kinds: set[tuple[str, str]] = set()
     sysctls: set[tuple[Optional[str], str]] = set()
     files: set[str] = set()
     tables: set[tuple[str, str]] = set()
@@ -108,10 +119,21 @@ def query(ops: Iterable[O.Op]) -> Query:
         ns = getattr(op, "ns", None)
         if ns:
             namespaces.add(ns)
+        host_links.update(key[2] for key in op.creates() if key[0] == "link" and key[1] is None)
+        host_links.update(v for v in (getattr(op, "master", None), getattr(op, "parent", None)) if v)
+        if ns is None and isinstance(op, _HOST_LINK_OPS):
+            host_links.add(op.dev if hasattr(op, "dev") else op.name)
+        for attr in ("address", "dst", "gateway"):
+            value = getattr(op, attr, None)
+            if value is not None and getattr(value, "version", 4) == 6:
+                ipv6.add(ns)
         if isinstance(op, (O.NetnsCreate, O.NetnsDelete)):
             namespaces.add(op.name)
         elif isinstance(op, O.VethCreate):
             namespaces.add(op.peer_ns)
+            kinds.add((op.peer_ns, "veth"))
+        elif isinstance(op, (O.MacvlanCreate, O.IpvlanCreate)):
+            kinds.add((op.ns, op.kind.split("_")[0]))
         elif isinstance(op, O.SysctlSet):
             sysctls.add((op.ns, op.key))
         elif isinstance(op, (O.FileWrite, O.FileRemove)):
@@ -120,7 +142,8 @@ def query(ops: Iterable[O.Op]) -> Query:
             tables.add((op.family, op.table))
         elif isinstance(op, (O.DnsStart, O.DnsStop)):
             dns.add(op.project)
-    return Query(frozenset(namespaces), frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns))
+    return Query(frozenset(host_links), frozenset(namespaces), frozenset(ipv6), frozenset(kinds),
+                 frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns))
 
 
 # --- reading the kernel ----------------------------------------------------------------------
@@ -131,13 +154,14 @@ def read(q: Query) -> Observed:
     cannot be entered reads as absent."""
     from compose_net.executor import namespaces as netns
 
+    host = _host_facts(q)
     home = netns.home_fd()
     try:
-        host = _namespace_facts({key for ns, key in q.sysctls if ns is None})
         inside: dict[str, Optional[NamespaceFacts]] = {}
         for name in sorted(q.namespaces):
             keys = {key for ns, key in q.sysctls if ns == name}
-            inside[name] = _inside(name, home, keys)
+            kinds = tuple(sorted(kind for ns, kind in q.kinds if ns == name))
+            inside[name] = _inside(name, home, keys, name in q.ipv6, kinds)
     finally:
         os.close(home)
     stale = frozenset(name for name, facts in inside.items() if facts is None and os.path.lexists(netns.path(name)))
@@ -146,25 +170,72 @@ def read(q: Query) -> Observed:
                     stale_netns=stale)
 
 
-def _inside(name: str, home: int, sysctls: set[str]) -> Optional[NamespaceFacts]:
+def _host_facts(q: Query) -> NamespaceFacts:
+    """The host's side: its links of interest from sysfs (the host's sysfs is mounted, so no
+    netlink message needs decoding per link), their addresses and the host's routes through
+    netlink, and its sysctls."""
+    from compose_net.executor import netlink
+
+    links = {name: facts for name in sorted(q.host_links) if (facts := _sysfs_link(name)) is not None}
+    addresses, routes = netlink.read_addresses_and_routes(None in q.ipv6, routes=False)
+    by_name = {name: dataclasses.replace(facts, addresses=frozenset(addresses.get(name, ())))
+               for name, facts in links.items()}
+    return NamespaceFacts(links=by_name, routes=frozenset(routes),
+                          sysctls={key: _read_sysctl(key) for ns, key in q.sysctls if ns is None})
+
+
+def _sysfs_link(name: str) -> Optional[LinkFacts]:
+    base = f"/sys/class/net/{name}"
+    if "/" in name or not os.path.isdir(base):
+        return None
+    flags = _read_sys(f"{base}/flags")
+    master = os.path.basename(os.readlink(f"{base}/master")) if os.path.islink(f"{base}/master") else None
+    hairpin = _read_sys(f"{base}/brport/hairpin_mode")
+    mtu, group = _read_sys(f"{base}/mtu"), _read_sys(f"{base}/netdev_group")
+    return LinkFacts(name=name, kind=_sysfs_kind(base), up=bool(int(flags, 16) & 1) if flags else False,
+                     group=int(group) if group and group.isdigit() else 0, master=master,
+                     mtu=int(mtu) if mtu and mtu.isdigit() else None, mac=_read_sys(f"{base}/address"),
+                     hairpin=None if hairpin is None else hairpin == "1")
+
+
+def _sysfs_kind(base: str) -> Optional[str]:
+    if os.path.isdir(f"{base}/bridge"):
+        return "bridge"
+    for line in (_read_sys(f"{base}/uevent") or "").splitlines():
+        if line.startswith("DEVTYPE="):
+            return line[len("DEVTYPE="):]
+    ifindex, iflink = _read_sys(f"{base}/ifindex"), _read_sys(f"{base}/iflink")
+    return "veth" if ifindex and iflink and ifindex != iflink else None
+
+
+def _read_sys(path: str) -> Optional[str]:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _inside(name: str, home: int, sysctls: set[str], ipv6: bool, kinds: tuple[str, ...]) -> Optional[NamespaceFacts]:
     from compose_net.executor import namespaces as netns
 
     fd = netns.open_registered(name)
     if fd is None:
         return None
     try:
-        return netns.run_inside(fd, home, lambda: _namespace_facts(sysctls))
+        return netns.run_inside(fd, home, lambda: _namespace_facts(sysctls, ipv6, kinds))
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def _namespace_facts(sysctls: set[str]) -> NamespaceFacts:
-    """The links, addresses, routes and `sysctls` of the namespace the calling thread is in."""
+def _namespace_facts(sysctls: set[str], ipv6: bool, kinds: tuple[str, ...]) -> NamespaceFacts:
+    """The links (of `kinds`), addresses, routes and `sysctls` of the namespace the calling
+    thread is in."""
     from compose_net.executor import netlink
 
-    links, routes = netlink.read_namespace()
+    links, routes = netlink.read_namespace(ipv6, kinds)
     return NamespaceFacts(links={link.name: link for link in links}, routes=frozenset(routes),
                           sysctls={key: _read_sysctl(key) for key in sysctls})
 

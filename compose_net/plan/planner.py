@@ -78,12 +78,13 @@ def _plan_up(lay: Layout, facts: HostFacts) -> Plan:
     return Plan(project.name, tuple(ops), tuple(lay.notes), tuple(dict.fromkeys(lay.warnings)), summ)
 
 
-def plan_changes(project: Project, facts: HostFacts, recorded: tuple[Op, ...], observed: Any, g: Any = None) -> Plan:
-    """What `up` applies: the desired plan held against what the journal records and what the
-    kernel really has (`plan.reconcile`)."""
+def plan_changes(project: Project, facts: HostFacts, recorded: tuple[Op, ...], observed: Any,
+                 desired: Optional[Plan] = None) -> Plan:
+    """What `up` applies: the desired plan (`plan_up`, made here unless given) held against what
+    the journal records and what the kernel really has (`plan.reconcile`)."""
     from compose_net.plan.reconcile import reconcile
 
-    desired = plan_up(project, facts, g)
+    desired = desired if desired is not None else plan_up(project, facts)
     return reconcile(desired, recorded, observed, shared_in_use(project.name, facts))
 
 

@@ -184,10 +184,6 @@ def _check_netns(op: O.NetnsCreate, ctx: Context) -> Verdict:
             why = f"/run/netns/{op.name} is no namespace"
             return (why, [O.NetnsDelete(op.unit, op.name, note=f"{why}: made again"), op])
         return _missing(f"namespace {op.name}")
-    lo = facts.links.get("lo")
-    if lo is not None and not lo.up:
-        # the namespace is there: only its loopback needs bringing up again
-        return ("lo is down", [O.LinkUp(op.unit, op.name, "lo", note="repair: lo is down")])
     return None
 
 

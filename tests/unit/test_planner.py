@@ -445,3 +445,18 @@ def test_resolv_conf_and_hosts_writers_refuse_a_second_word(field, value):
                                 dns_search=("corp.example",), dns_opt=("ndots:1",))], [net("front")])
     files = {o.path.rsplit("/", 1)[1]: o.content for o in by_kind(plan_up(fine), "file_write", unit="container:shop-web-1")}
     assert "search corp.example\n" in files["resolv.conf"] and "web.example.org web\n" in files["hosts"]
+
+
+def test_up_of_one_service_then_another_on_an_overlay_network():
+    """`up web` then `up late` on a project with an overlay network: the second plan reads the
+    first's recorded state (it crashed on a dict where a name was expected, when the state was
+    untyped)."""
+    from compose_net.graph import select
+
+    p = project("p", [svc("web", att("o")), svc("late", att("o"))], [net("o", "p", driver="overlay")])
+    running = state(select(p, ["web"]))
+    assert running.networks[0].vxlan is not None
+    both = state(select(p, ["web", "late"]), HostFacts(projects={"p": running}))
+    assert {c.name for c in both.containers} == {"p-web-1", "p-late-1"}
+    assert both.networks[0].vxlan == running.networks[0].vxlan
+    assert both.container("p-web-1").interfaces == running.container("p-web-1").interfaces
