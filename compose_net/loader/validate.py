@@ -60,7 +60,55 @@ def build(sch: dict) -> Any:
 
     cls = validator_for(sch)
     checker = cls.FORMAT_CHECKER if _uses_format(sch) else None
-    return cls(sch, format_checker=checker)
+    return cls(_refs_resolved_once(sch, cls), format_checker=checker)
+
+
+def _refs_resolved_once(sch: dict, cls: Any) -> dict:
+    """`sch` with each `$ref` replaced by the subschema it names, as `referencing` resolves it.
+
+    jsonschema (4.18+, through `referencing`) looks a `$ref` up again every time a value meets
+    it: walking the JSON pointer, building resources and resolvers. On a 1,000-service file
+    that is ~1,500 lookups and a quarter of `is_valid`. Resolving each once here is exact for
+    drafts 6 and 7, where a `$ref` replaces its siblings and only `$id` moves the base URI; a
+    schema with an inner `$id`, a later draft, or a reference back into itself keeps its `$ref`s
+    for jsonschema to resolve."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    if cls not in (jsonschema.Draft6Validator, jsonschema.Draft7Validator) or _inner_id(sch):
+        return sch
+    resolver = Registry().resolver_with_root(Resource.from_contents(sch))
+    done: dict[str, Any] = {}
+    open_refs: set[str] = set()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return {k: v if k in _DATA_KEYWORDS else walk(v) for k, v in node.items()}
+        if ref not in done:
+            if ref in open_refs:  # a cycle: jsonschema follows this one at run time
+                return node
+            open_refs.add(ref)
+            done[ref] = walk(resolver.lookup(ref).contents)
+            open_refs.discard(ref)
+        return done[ref]
+
+    # the root keeps its own keys even beside a `$ref`: its definitions are what refs point into
+    return {k: v if k in _DATA_KEYWORDS else walk(v) for k, v in sch.items()}
+
+
+def _inner_id(node: Any, root: bool = True) -> bool:
+    if isinstance(node, list):
+        return any(_inner_id(x, False) for x in node)
+    if not isinstance(node, dict):
+        return False
+    if not root and isinstance(node.get("$id"), str):
+        return True
+    return any(_inner_id(v, False) for k, v in node.items() if k not in _DATA_KEYWORDS)
 
 
 def _uses_format(sch: Any) -> bool:

@@ -109,6 +109,26 @@ def test_schema_is_a_valid_draft7_schema_and_jsonschema_judges_with_that_draft()
     assert validate.validator().format_checker is None
 
 
+def test_refs_are_resolved_once_with_the_same_judgement():
+    raw = jsonschema.Draft7Validator(validate.schema())
+    built = validate.validator()
+    assert "$ref" not in json.dumps(built.schema)
+    src = load_source("c.yml", text=BAD)[0]
+    def judged(v):
+        return sorted((list(e.absolute_path), e.validator, repr(e.instance)) for e in v.iter_errors(src.data))
+
+    assert judged(built) == judged(raw) != []
+
+
+def test_a_schema_that_refers_to_itself_keeps_its_ref():
+    tree = {"$schema": "http://json-schema.org/draft-07/schema#",
+            "definitions": {"node": {"type": "object", "additionalProperties": {"$ref": "#/definitions/node"}}},
+            "$ref": "#/definitions/node"}
+    v = validate.build(tree)
+    assert v.is_valid({"a": {"b": {}}})
+    assert not v.is_valid({"a": {"b": {"c": 1}}})
+
+
 def test_the_validator_is_built_once_per_process(monkeypatch, tmp_path):
     built = []
 
