@@ -197,7 +197,7 @@ def _additional(error: Any, path: list) -> list[Problem]:
     out = []
     for key in extras:
         hint = difflib.get_close_matches(key, sorted(props), n=1, cutoff=0.75)
-        msg = f'unknown key "{key}" in {where}'
+        msg = f"unknown key {show(key)} in {where}"
         if hint:
             msg += f' (did you mean "{hint[0]}"?)'
         out.append((path + [key], msg))
@@ -233,7 +233,7 @@ def _dependencies(error: Any, path: list) -> list[Problem]:
     out = []
     for key, needs in error.validator_value.items():
         if key in inst and isinstance(needs, list):
-            out += [(path + [key], f'"{key}" needs "{n}" in {format_path(path) or "the top level"} too')
+            out += [(path + [key], f'{show(key)} needs "{n}" in {format_path(path) or "the top level"} too')
                     for n in needs if n not in inst]
     return out or [(path, _judged(error))]
 

@@ -198,6 +198,8 @@ def test_a_value_is_quoted_on_one_line_and_cut_when_long():
     assert line.endswith(r'must be a list, not the string "80\n81"')
     [line] = problems(f"services: {{a: {{image: nginx, ports: {'9' * 100}x}}}}\n")
     assert "9" * 57 + '..."' in line and "9" * 58 not in line
+    [error] = validate.validate({"services": {"a": {"k" * 100: 1}}}, load_source("c.yml", text="{}")[0].loc)
+    assert error.message == f'unknown key "{"k" * 57}..." in services.a'
 
 
 # Keywords the schema may use that a hand-written checker would each have had to implement;
