@@ -5,7 +5,7 @@ jsonschema costs more than parsing a small file), for the draft the schema decla
 format checker only when the schema uses `format`. A valid file costs one `is_valid` walk; only
 an invalid one is walked again by `iter_errors`. Each jsonschema error becomes one `ConfigError`
 at the line of the offending key, with a human message that names the value as it was written
-("must be at most 65535, not 70000", "unknown key", "must be a list, not the string \"80\"")
+("must be at most 65535, not 70000", "unknown key", 'must be a list, not the string "80"')
 instead of jsonschema's Python repr of the instance.
 """
 
@@ -18,21 +18,28 @@ import os
 import re
 from typing import Any, Callable
 
-from compose_net.errors import ConfigError
+from compose_net.errors import ConfigError, one_line
 from compose_net.keypath import format_path, locate
+from compose_net.loader.checks import shown
 from compose_net.loader.source import Loc
 
 # `compose_net/schemas` links to the checkout's `schemas/`, so a wheel carries the schema too
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "schemas", "compose-spec.json")
-MAX_SHOWN = 60  # characters of a value quoted in a message; a longer one is cut with "..."
+
+SHOWN_MAX = 80  # characters of a list or mapping named in a message, as `shown` cuts a string
 
 _validator: Any = None
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "a boolean (true or false)", "null": "empty (null)"}
-# what a pattern of the schema means, in words (every name pattern of compose-spec.json)
-_PATTERN_WORDS = {"^[a-zA-Z0-9._-]+$": 'use only letters, digits, ".", "_" and "-"'}
+# what a value failing a pattern of compose-spec.json gets told, in words
+_PATTERN_WORDS = {
+    "^[a-zA-Z0-9._-]+$": 'invalid name {value}: use only letters, digits, ".", "_" and "-"',
+    # unanchored, as in the Compose Specification; checks.py judges the whole name afterwards
+    "[a-zA-Z0-9][a-zA-Z0-9_.-]+": 'invalid container name {value}: use at least two characters, letters, '
+                                  'digits, "_", "." and "-", starting with a letter or digit',
+}
 _FORMAT_WORDS = {"ipv4": "IPv4 address", "ipv6": "IPv6 address", "hostname": "host name",
                  "uri": "URI", "email": "e-mail address", "date-time": "date and time", "regex": "regular expression"}
 # keywords whose value is data, not a schema
@@ -131,11 +138,10 @@ def _uses_format(sch: Any) -> bool:
 
 
 def show(value: Any) -> str:
-    """A value as YAML wrote it, on one line: strings quoted, true/false, null, .inf."""
+    """A value as YAML wrote it, on one line: strings quoted as every loader message quotes
+    them (`checks.shown`), true/false, null, .inf."""
     if isinstance(value, str):
-        if len(value) > MAX_SHOWN:
-            value = value[:MAX_SHOWN - 3] + "..."
-        return json.dumps(value, ensure_ascii=False)
+        return shown(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -148,8 +154,8 @@ def show(value: Any) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+    text = one_line(json.dumps(value, ensure_ascii=False, default=str))
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX] + "..."
 
 
 def given(value: Any) -> str:
@@ -207,11 +213,11 @@ def _additional(error: Any, path: list) -> list[Problem]:
 def _name(error: Any, path: list) -> list[Problem]:
     """A key of a mapping (a service, network, ... name) fails `propertyNames`."""
     name = error.instance
-    if error.validator == "pattern":
-        reason = _PATTERN_WORDS.get(error.validator_value, f"must match {error.validator_value}")
+    if error.validator == "pattern" and error.validator_value in _PATTERN_WORDS:
+        message = _pattern(error.validator_value, name)
     else:
-        reason = _judged(error)
-    return [(path + [str(name)], f"invalid name {show(name)}: {reason}")]
+        message = f"invalid name {show(name)}: {_judged(error)}"
+    return [(path + [str(name)], message)]
 
 
 def _required(error: Any, path: list) -> list[Problem]:
@@ -279,7 +285,7 @@ def _size(most: str, word: str, words: str = "") -> Callable[[Any, Any], str]:
 
 def _pattern(rx: str, inst: Any) -> str:
     if rx in _PATTERN_WORDS:
-        return f"invalid value {show(inst)}: {_PATTERN_WORDS[rx]}"
+        return _PATTERN_WORDS[rx].replace("{value}", show(inst))
     return f"{show(inst)} does not match {rx}"
 
 

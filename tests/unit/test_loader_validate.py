@@ -186,6 +186,8 @@ def test_every_problem_is_reported_at_its_line():
     ("services: {a: {image: 1.5}}", "must be a string, not the number 1.5"),
     ("services: {a: {image: [x]}}", "must be a string, not a list"),
     ("services: {a: {expose: [80, 80]}}", "duplicate entry 80"),
+    ("services: {a: {container_name: \"!\"}}", 'invalid container name "!": use at least two characters'),
+    ("services: {a: {oom_score_adj: -1001}}", "must be at least -1000, not -1001"),
     ("services: {a: {depends_on: {b: {condition: 7}}}}", "7 is not one of: service_started"),
 ])
 def test_a_message_names_the_value_as_written(text, message):
@@ -194,12 +196,12 @@ def test_a_message_names_the_value_as_written(text, message):
 
 
 def test_a_value_is_quoted_on_one_line_and_cut_when_long():
-    [line] = problems('services: {a: {image: nginx, ports: "80\\n81"}}\n')
-    assert line.endswith(r'must be a list, not the string "80\n81"')
+    [line] = problems('services: {a: {image: nginx, ports: "80\\n81\\u001b"}}\n')
+    assert line.endswith(r'must be a list, not the string "80\n81\x1b"')
     [line] = problems(f"services: {{a: {{image: nginx, ports: {'9' * 100}x}}}}\n")
-    assert "9" * 57 + '..."' in line and "9" * 58 not in line
+    assert "9" * 80 + '..."' in line and "9" * 81 not in line
     [error] = validate.validate({"services": {"a": {"k" * 100: 1}}}, load_source("c.yml", text="{}")[0].loc)
-    assert error.message == f'unknown key "{"k" * 57}..." in services.a'
+    assert error.message == f'unknown key "{"k" * 80}..." in services.a'
 
 
 # Keywords the schema may use that a hand-written checker would each have had to implement;
