@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from dnslib import DNSError, DNSHeader, DNSRecord
+
 from compose_net.dns.server import LISTEN_ADDR, NETNS_DIR, PORT, STATE_ROOT, _is_dns_process, _setns, records_digest
 from compose_net.errors import RuntimeFailure
 
@@ -148,14 +150,14 @@ def probe(netns: str, timeout: float = 0.5) -> bool:
                 _setns(fd)  # this thread only, and it ends here
             finally:
                 os.close(fd)
+            probe = DNSRecord(DNSHeader(id=int.from_bytes(os.urandom(2), "big")))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.settimeout(timeout)
                 s.connect((LISTEN_ADDR, PORT))
-                qid = os.urandom(2)
-                s.send(qid + bytes(10))
-                reply = s.recv(512)
-            answered.append(reply[:2] == qid and bool(reply[2] & 0x80))
-        except OSError:
+                s.send(probe.pack())
+                reply = DNSRecord.parse(s.recv(512)).header
+            answered.append(reply.id == probe.header.id and bool(reply.qr))
+        except (OSError, DNSError):
             answered.append(False)
 
     thread = threading.Thread(target=ask)

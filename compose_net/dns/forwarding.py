@@ -24,7 +24,6 @@ import random
 from typing import Callable, Optional, Sequence
 
 from dnslib import RCODE, DNSBuffer, DNSHeader, DNSQuestion, DNSRecord
-from dnslib.label import DNSLabelError
 
 from compose_net.dns.records import IPAddress
 from compose_net.dns.resolver import error_reply, truncated
@@ -65,8 +64,8 @@ class Exchange:
         self.query.header.id = qid
         try:
             packet = self.query.pack()
-        except DNSLabelError:  # a name dnslib read but cannot write (longer than 253)
-            return None
+        except Exception:  # noqa: BLE001 - what dnslib read from a client but cannot write back
+            return None  # (a name longer than 253, say): no upstream is asked, the client gets SERVFAIL
         finally:
             self.query.header.id = client_id
         self.qid = qid

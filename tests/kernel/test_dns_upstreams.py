@@ -19,7 +19,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from conftest import sh
-from test_dns_server import Project, ips, query
+from test_dns_server import Project, ips, project, query  # noqa: F401 - project: the fixture
 
 pytestmark = pytest.mark.kernel
 
@@ -129,15 +129,6 @@ def upstreams(uplink):
     yield start
     for stub in stubs:
         stub.close()
-
-
-@pytest.fixture
-def project(project_name, tmp_path):
-    p = Project(project_name, tmp_path)
-    try:
-        yield p
-    finally:
-        p.destroy()
 
 
 def ask_both_ways(project: Project, stubs: dict[str, NamespaceStub], name: str) -> list[tuple]:

@@ -176,3 +176,16 @@ def test_only_the_first_three_upstreams_are_kept_and_the_rest_named():
     assert any("p-six-1" in w and "192.0.2.4, 192.0.2.5" in w for w in records.warnings)
     assert any("p-web-1" in w and "10.0.0.56" in w for w in records.warnings)
     assert not build(sample_summary()).warnings
+
+
+def test_a_name_dnslib_reads_but_cannot_write_is_servfail_without_asking_anyone():
+    q = DNSRecord.question("x")
+    q.header.id = 0x1234
+    raw = bytearray(q.pack())
+    label = b"\x3f" + b"a" * 63
+    raw[12:15] = label * 5 + b"\x00"  # 319 characters: more than a name may hold (253)
+    query = DNSRecord.parse(bytes(raw))
+    ex = Exchange(query, (UP_A, UP_B), 2.0, 512)
+    assert ex.next(0.0) is None
+    r = DNSRecord.parse(ex.failure())
+    assert r.header.rcode == RCODE.SERVFAIL and r.header.id == 0x1234 and r.questions == []

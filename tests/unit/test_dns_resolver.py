@@ -389,3 +389,12 @@ def test_any_answers_both_families_and_ptr_of_other_types_is_empty(resolver, vie
     assert sorted(rdata(r)) == ["172.23.0.2", "fd00:6::2"]
     r = ask(resolver, views["ns-web"], "10.0.21.172.in-addr.arpa", "A")
     assert r.header.rcode == RCODE.NOERROR and r.rr == []
+
+
+def test_an_overlong_name_gets_an_answer_without_its_question(resolver, views):
+    q = DNSRecord.question("x")
+    raw = bytearray(q.pack())
+    raw[12:14] = (b"\x3f" + b"a" * 63) * 5  # 319 characters: dnslib reads it, cannot write it back
+    assert resolver.handle(views["ns-web"], bytes(raw))[0] == FORWARD  # the server then SERVFAILs
+    r = DNSRecord.parse(resolver.handle(views["ns-secret"], bytes(raw))[1])
+    assert r.header.rcode == RCODE.SERVFAIL and r.header.id == q.header.id and r.questions == []
