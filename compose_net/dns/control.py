@@ -9,6 +9,7 @@ crash or a reboot), is stale and simply replaced.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
+
+from dnslib import DNSError, DNSHeader, DNSRecord
 
 from compose_net.dns.server import LISTEN_ADDR, NETNS_DIR, PORT, STATE_ROOT, _is_dns_process, _setns, records_digest
 from compose_net.errors import RuntimeFailure
@@ -64,6 +67,17 @@ def _log_tail(state: Path) -> str:
         return ""
 
 
+def _server_path() -> list[str]:
+    """Where the server process finds what it imports beyond the standard library: this package
+    and dnslib. It runs with -S (no site: the site hooks of a virtualenv alone cost about 4 MB of
+    its RSS), so their directories are named here; nothing else in them is imported."""
+    roots = [str(Path(__file__).resolve().parents[2])]
+    spec = importlib.util.find_spec("dnslib")
+    if spec is not None and spec.submodule_search_locations:
+        roots += [str(Path(d).parent) for d in spec.submodule_search_locations]
+    return roots
+
+
 def running_pid(project: str, state: Optional[Path] = None) -> int:
     """The server's pid, or 0 when it does not run (a stale pid file counts as not running)."""
     pid = _read_pid(_state(project, state))
@@ -90,10 +104,7 @@ def start(project: str, records_path: str | Path, state: Optional[Path] = None, 
         (st / name).unlink(missing_ok=True)
     st.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    # -S: no site packages (the server needs only the standard library and this package); the
-    # site hooks of a virtualenv alone cost about 4 MB of the server's RSS.
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in (*_server_path(), env.get("PYTHONPATH")) if p))
     argv = [sys.executable, "-S", "-m", "compose_net.dns", "serve", "--project", project,
             "--records", str(records_path), "--state-dir", str(st)]
     with open(st / "dns.log", "ab") as logf:
@@ -142,14 +153,14 @@ def probe(netns: str, timeout: float = 0.5) -> bool:
                 _setns(fd)  # this thread only, and it ends here
             finally:
                 os.close(fd)
+            probe = DNSRecord(DNSHeader(id=int.from_bytes(os.urandom(2), "big")))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.settimeout(timeout)
                 s.connect((LISTEN_ADDR, PORT))
-                qid = os.urandom(2)
-                s.send(qid + bytes(10))
-                reply = s.recv(512)
-            answered.append(reply[:2] == qid and bool(reply[2] & 0x80))
-        except OSError:
+                s.send(probe.pack())
+                reply = DNSRecord.parse(s.recv(512)).header
+            answered.append(reply.id == probe.header.id and bool(reply.qr))
+        except (OSError, DNSError):
             answered.append(False)
 
     thread = threading.Thread(target=ask)

@@ -1,8 +1,10 @@
-"""Who sees which names: the recorded state turned into per-asking-container views.
+"""Who sees which names: the project summary turned into per-asking-container views, and what a
+view's container is told for a question.
 
-Pure: a `summary.Summary` (the `project.json` written by `up`) in, `Records` out. No sockets, no
-kernel. The server keeps one `View` per container namespace it listens in; the socket a query
-arrives on picks the view.
+Pure: a `summary.Summary` (the `project.json` written by `up`) in, `Records` out; a view and a
+dnslib question in, `respond` gives dnslib records and an rcode, or "not ours". No sockets, no kernel.
+The server keeps one `View` per container namespace it listens in; the socket a query arrives on
+picks the view.
 
 Docker's observable rules this encodes:
 - a name answers only with addresses on networks the asker shares with the target;
@@ -17,8 +19,10 @@ Docker's observable rules this encodes:
 - `links` aliases answer only for the container that declared the link (even on the legacy
   default bridge, where nothing else is discoverable);
 - names are case-insensitive; a trailing dot and the asker's `dns_search` suffixes are ignored;
-- forwarding goes to the container's `dns:` servers, else the host's; a container only on
-  `internal` networks gets none.
+- a known name without addresses of the asked type is an empty NOERROR answer (never forwarded);
+- forwarding goes to the container's `dns:` servers, else the host's, at most the first three
+  (Docker ignores the rest; `Records.warnings` names what was left out); a container only on
+  `internal` networks gets none, and a name unknown to it is NXDOMAIN.
 
 To keep memory flat with many containers the name tables are built once per network and shared
 by every view; a view is an ordered tuple of those tables plus its own link table.
@@ -30,6 +34,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
+from dnslib import AAAA, CLASS, PTR, QTYPE, RCODE, RR, A, DNSLabel, DNSQuestion
+
 from compose_net.errors import PlanError
 from compose_net.summary import ContainerState, InterfaceState, NetworkState, Summary
 
@@ -38,6 +44,11 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 DEFAULT_TTL = 600
 MAX_TTL = 2**31 - 1
 TTL_VARIABLE = "COMPOSE_NET_DNS_TTL"
+MAX_UPSTREAMS = 3  # as Docker's embedded resolver (and glibc's MAXNS): later servers are not asked
+# dnslib's names for the numbers, looked up once (each lookup in its tables is a Python call)
+TYPE_A, TYPE_AAAA, TYPE_PTR, TYPE_ANY = QTYPE.A, QTYPE.AAAA, QTYPE.PTR, QTYPE.ANY
+CLASS_IN, CLASS_ANY = CLASS.IN, CLASS.reverse["*"]  # dnslib names class 255 "*"
+NOERROR, NXDOMAIN = RCODE.NOERROR, RCODE.NXDOMAIN
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,57 @@ class Records:
     project: str
     ttl: int
     views: Mapping[str, View]  # by netns name: the namespace the server listens in
+    warnings: tuple[str, ...] = ()  # for the server's log: what of the summary is not served
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the project itself tells an asker: `records` (maybe none) with `rcode`."""
+
+    rcode: int
+    records: tuple[RR, ...] = ()
+
+
+_NXDOMAIN = Reply(NXDOMAIN)
+
+
+def respond(view: View, question: DNSQuestion) -> Optional[Reply]:
+    """The answer `view`'s container gets for `question`, or None when the name is not the
+    project's and goes to the container's upstreams. Answer records carry the question's name as
+    asked (its letter case) and come in the records' order; the caller shuffles them."""
+    name = _lookup_name(question.qname)
+    qtype = question.qtype
+    if name is not None and question.qclass in (CLASS_IN, CLASS_ANY):
+        owner, ttl = question.qname, view.ttl
+        answer = view.lookup(name)
+        if answer is not None:
+            records: list[RR] = []
+            if qtype == TYPE_A or qtype == TYPE_ANY:
+                records += [RR(owner, TYPE_A, ttl=ttl, rdata=A(tuple(a.packed))) for a in answer.v4]
+            if qtype == TYPE_AAAA or qtype == TYPE_ANY:
+                records += [RR(owner, TYPE_AAAA, ttl=ttl, rdata=AAAA(tuple(a.packed))) for a in answer.v6]
+            return Reply(NOERROR, tuple(records))
+        if name.endswith((".in-addr.arpa", ".ip6.arpa")):
+            target = view.reverse(name)
+            if target is not None:
+                if qtype != TYPE_PTR and qtype != TYPE_ANY:
+                    return Reply(NOERROR)
+                return Reply(NOERROR, (RR(owner, TYPE_PTR, ttl=ttl, rdata=PTR(DNSLabel(target.encode()))),))
+    if view.upstreams:
+        return None
+    # Nowhere to forward (internal networks only): the name does not exist for this asker.
+    return _NXDOMAIN
+
+
+def _lookup_name(qname: DNSLabel) -> Optional[str]:
+    """The question's name as the views spell theirs (ASCII, lower case), or None when it cannot
+    be one of them: a label holding a dot, or bytes outside ASCII (DNS compares only ASCII
+    letters without case, so str.lower() on other text would be wrong)."""
+    labels = qname.label
+    raw = b".".join(labels)
+    if not raw.isascii() or any(b"." in label for label in labels):
+        return None
+    return raw.lower().decode("ascii")
 
 
 def ttl_setting(environment: Mapping[str, str]) -> int:
@@ -194,18 +256,19 @@ def build(summary: Summary) -> Records:
 
     tables = {n: NetworkTable(n, names[n], ptr[n]) for n in networks}
     views: dict[str, View] = {}
+    warnings: list[str] = []
     for ctr in summary.containers:
         ifaces = sorted(ctr.interfaces, key=_eth_key)
         # A container sharing another's namespace answers through that one's sockets.
         if not ctr.netns or ctr.shares or not ifaces:
             continue
-        views[ctr.netns] = _view(ctr, ifaces, networks, tables, by_service, summary.host_nameservers, ttl)
-    return Records(project=summary.project, ttl=ttl, views=views)
+        views[ctr.netns] = _view(ctr, ifaces, networks, tables, by_service, summary.host_nameservers, ttl, warnings)
+    return Records(project=summary.project, ttl=ttl, views=views, warnings=tuple(warnings))
 
 
 def _view(ctr: ContainerState, ifaces: list[InterfaceState], networks: dict[str, NetworkState],
           tables: dict[str, NetworkTable], by_service: dict[str, dict[str, Answer]],
-          host_ns: tuple[IPAddress, ...], ttl: int) -> View:
+          host_ns: tuple[IPAddress, ...], ttl: int, warnings: list[str]) -> View:
     own_nets = [i.network for i in ifaces if i.network in networks]
     links: dict[str, Answer] = {}
     for link in ctr.links:
@@ -220,6 +283,11 @@ def _view(ctr: ContainerState, ifaces: list[InterfaceState], networks: dict[str,
         upstreams = ctr.dns
     else:
         upstreams = host_ns
+    if len(upstreams) > MAX_UPSTREAMS:
+        left_out = ", ".join(map(str, upstreams[MAX_UPSTREAMS:]))
+        warnings.append(f"{ctr.name}: only the first {MAX_UPSTREAMS} DNS servers are asked, as by Docker; "
+                        f"not {left_out}")
+        upstreams = upstreams[:MAX_UPSTREAMS]
     search = tuple(normalize(s) for s in ctr.dns_search if normalize(s))
     link_key = tuple(sorted((k, v.v4, v.v6) for k, v in links.items()))
     return View(container=ctr.name, netns=ctr.netns, tables=tuple(tables[n] for n in own_nets), links=links,

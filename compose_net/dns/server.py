@@ -5,8 +5,9 @@ binds UDP and TCP on 127.0.0.11:53 there and returns home; the sockets stay in t
 The socket a query arrives on names the asking container, so its view answers. UDP is read and
 answered in batches (`recvmmsg`/`sendmmsg`); TCP connections are rare and get a short-lived
 thread each (bounded). Queries for names that are not the project's are forwarded from the
-host's namespace to the asker's upstreams on a fresh socket (random port and ID), with a bounded
-timeout per query (SERVFAIL after it) and a bounded number in flight.
+host's namespace to the asker's upstreams on a fresh socket (random port and ID) in Docker's
+order (`forwarding.Exchange`: the next upstream after a timeout, SERVFAIL or REFUSED), within a
+bounded time per query (SERVFAIL after it) and a bounded number in flight.
 
 Reload (SIGHUP, or the records file replaced): new containers get sockets, removed or recreated
 ones lose theirs (an open socket would keep the namespace and its veth alive), unchanged ones keep
@@ -23,7 +24,6 @@ import heapq
 import json
 import logging
 import os
-import random
 import select
 import signal
 import socket
@@ -32,19 +32,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from dnslib import RCODE, DNSRecord
+
+from compose_net.dns.forwarding import IGNORE, NEXT, RELAY, Exchange
 from compose_net.dns.mmsg import SOCKADDR_IN, Batch
 from compose_net.dns.records import View, build
-from compose_net.dns.resolver import (
-    ANSWER,
-    DROP,
-    FORWARD,
-    RCODE_SERVFAIL,
-    Resolver,
-    edns_size,
-    error_reply,
-    question_end,
-    truncate,
-)
+from compose_net.dns.resolver import ANSWER, DROP, FORWARD, Resolver, edns_size, error_reply
 from compose_net.errors import RuntimeFailure
 from compose_net.summary import from_text
 
@@ -70,6 +63,11 @@ NETNS_DIR = Path("/run/netns")
 
 CLONE_NEWNET = 0x40000000
 IP_FREEBIND = 15
+SO_RCVBUFFORCE = 33  # SO_RCVBUF past net.core.rmem_max (needs CAP_NET_ADMIN, which we have)
+# A burst of queries for other names (each parsed by dnslib and sent upstream, ~0.1 ms) waits in
+# the socket: the default 208 KiB holds about 200 datagrams, this about 2,000 (memory is taken
+# only while they wait).
+UDP_RCVBUF = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -124,18 +122,15 @@ class Listener:
 
 
 class Pending:
-    """One forwarded UDP query."""
+    """One forwarded UDP query: its client and its walk over the upstreams."""
 
-    __slots__ = ("listener", "peer", "query", "upstreams", "attempt", "sock", "qid", "done")
+    __slots__ = ("listener", "peer", "exchange", "sock", "done")
 
-    def __init__(self, listener: Listener, peer: tuple[str, int], query: bytes, upstreams: tuple):
+    def __init__(self, listener: Listener, peer: tuple[str, int], exchange: Exchange):
         self.listener = listener
         self.peer = peer
-        self.query = query
-        self.upstreams = upstreams
-        self.attempt = 0
+        self.exchange = exchange
         self.sock: Optional[socket.socket] = None
-        self.qid = b""
         self.done = False
 
 
@@ -248,6 +243,8 @@ class Server:
             log.error("bad records %s: %s", self.records, exc)
             self._write_status(digest, {}, f"bad records file: {exc}")
             return
+        for warning in records.warnings:
+            log.warning("%s", warning)
         resolver = Resolver()
         for netns, lst in list(self.listeners.items()):
             if netns not in records.views or _netns_key(netns) != lst.key:
@@ -285,6 +282,10 @@ class Server:
             try:
                 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 udp.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+                try:
+                    udp.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UDP_RCVBUF)
+                except OSError:  # not CAP_NET_ADMIN: as much as rmem_max allows
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
                 udp.bind(self.listen)
                 tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -434,7 +435,7 @@ class Server:
                 except OSError:
                     pass
             elif action == FORWARD:
-                self._forward(lst, peer, data)
+                self._forward(lst, peer, reply)
             return
         batch = self.batch
         fd = lst.ufd
@@ -466,7 +467,7 @@ class Server:
                         continue
                     if action != ANSWER:
                         if action == FORWARD:
-                            self._forward(lst, batch.peer(i), data)
+                            self._forward(lst, batch.peer(i), reply)
                         continue
                 m = len(reply)
                 if m > size:
@@ -481,25 +482,29 @@ class Server:
             if n < batch.count:
                 return
 
-    def _forward(self, lst: Listener, peer: tuple[str, int], query: bytes) -> None:
+    def _forward(self, lst: Listener, peer: tuple[str, int], query: DNSRecord) -> None:
         if len(self.pending) >= MAX_PENDING:
-            self._reply(lst, peer, error_reply(query, RCODE_SERVFAIL))
+            self._reply(lst, peer, error_reply(query, RCODE.SERVFAIL))
             return
-        self._send_upstream(Pending(lst, peer, query, lst.vc[0].upstreams))
+        deadline = time.monotonic() + self.forward_timeout
+        exchange = Exchange(query, lst.vc[0].upstreams, deadline, limit=edns_size(query))
+        self._send_upstream(Pending(lst, peer, exchange))
 
     def _send_upstream(self, p: Pending) -> None:
-        while p.attempt < len(p.upstreams):
-            upstream = p.upstreams[p.attempt]
-            family = socket.AF_INET6 if upstream.version == 6 else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+        """Ask the exchange's next upstream; SERVFAIL to the client when none is left."""
+        while True:
+            step = p.exchange.next(time.monotonic())
+            if step is None:
+                self._fail(p)
+                return
+            upstream, packet, until = step
+            sock = socket.socket(socket.AF_INET6 if upstream.version == 6 else socket.AF_INET, socket.SOCK_DGRAM)
             sock.setblocking(False)
-            p.qid = random.getrandbits(16).to_bytes(2, "big")
             try:
                 sock.connect((str(upstream), self.upstream_port))
-                sock.send(p.qid + p.query[2:])
+                sock.send(packet)
             except OSError:
                 sock.close()
-                p.attempt += 1
                 continue
             p.sock = sock
             fd = sock.fileno()
@@ -507,45 +512,42 @@ class Server:
             self.handlers[fd] = self._upstream_reply
             self.ep.register(fd, select.EPOLLIN)
             self._seq += 1
-            deadline = time.monotonic() + self.forward_timeout / len(p.upstreams)
-            heapq.heappush(self.timers, (deadline, self._seq, p, p.attempt))
+            heapq.heappush(self.timers, (until, self._seq, p, p.exchange.attempt))
             return
-        self._fail(p)
 
     def _upstream_reply(self, fd: int) -> None:
         p = self.pending.get(fd)
         if p is None or p.sock is None:
             return
         try:
-            reply = p.sock.recv(65535)
+            data = p.sock.recv(65535)
         except BlockingIOError:
             return
         except OSError:  # ICMP unreachable: try the next upstream now
             self._drop_socket(p)
-            p.attempt += 1
             self._send_upstream(p)
             return
-        if len(reply) < 12 or reply[:2] != p.qid or not reply[2] & 0x80:
+        verdict, reply = p.exchange.judge(data)
+        if verdict == IGNORE:
             return  # not the answer to our question: keep waiting
-        self._finish(p)
-        reply = p.query[:2] + reply[2:]
-        qend = question_end(p.query)
-        if qend > 0 and len(reply) > edns_size(p.query, qend):
-            reply = truncate(reply, question_end(reply))
+        self._drop_socket(p)
+        if verdict == NEXT:
+            self._send_upstream(p)
+            return
+        p.done = True
         self._reply(p.listener, p.peer, reply)
 
     def _expire(self, now: float) -> None:
         while self.timers and self.timers[0][0] <= now:
             _, _, p, attempt = heapq.heappop(self.timers)
-            if p.done or p.attempt != attempt:
+            if p.done or p.exchange.attempt != attempt:
                 continue
             self._drop_socket(p)
-            p.attempt += 1
             self._send_upstream(p)
 
     def _fail(self, p: Pending) -> None:
         self._finish(p)
-        self._reply(p.listener, p.peer, error_reply(p.query, RCODE_SERVFAIL))
+        self._reply(p.listener, p.peer, p.exchange.failure())
 
     def _drop_socket(self, p: Pending) -> None:
         if p.sock is not None:
@@ -607,7 +609,8 @@ class Server:
                 if action == DROP:
                     break
                 if action == FORWARD:
-                    reply = self._forward_tcp(view.upstreams, query)
+                    reply = self._forward_tcp(view.upstreams, reply)
+                # RFC 1035 4.2.2: over TCP each message goes behind its length in two bytes
                 conn.sendall(len(reply).to_bytes(2, "big") + reply)
         except OSError:
             pass
@@ -617,25 +620,28 @@ class Server:
             with self._tcp_lock:
                 self._tcp_count -= 1
 
-    def _forward_tcp(self, upstreams: tuple, query: bytes) -> bytes:
-        deadline = time.monotonic() + self.forward_timeout
-        for i, upstream in enumerate(upstreams):
-            budget = (deadline - time.monotonic()) / (len(upstreams) - i)
-            if budget <= 0:
-                break
-            qid = random.getrandbits(16).to_bytes(2, "big")
+    def _forward_tcp(self, upstreams: tuple, query: DNSRecord) -> bytes:
+        """The upstreams' answer over TCP, in the same order as over UDP (blocking: a TCP
+        connection has a thread of its own)."""
+        exchange = Exchange(query, upstreams, time.monotonic() + self.forward_timeout, limit=None)
+        while True:
+            step = exchange.next(time.monotonic())
+            if step is None:
+                return exchange.failure()
+            upstream, packet, until = step
             try:
-                with socket.create_connection((str(upstream), self.upstream_port), timeout=budget) as up:
-                    up.settimeout(max(0.05, deadline - time.monotonic()) / (len(upstreams) - i))
-                    packet = qid + query[2:]
+                with socket.create_connection((str(upstream), self.upstream_port),
+                                              timeout=max(0.01, until - time.monotonic())) as up:
+                    up.settimeout(max(0.01, until - time.monotonic()))
                     up.sendall(len(packet).to_bytes(2, "big") + packet)
                     head = _recv_exact(up, 2)
-                    reply = _recv_exact(up, int.from_bytes(head, "big")) if head else None
+                    data = _recv_exact(up, int.from_bytes(head, "big")) if head else None
             except OSError:
                 continue
-            if reply and len(reply) >= 12 and reply[:2] == qid and reply[2] & 0x80:
-                return query[:2] + reply[2:]
-        return error_reply(query, RCODE_SERVFAIL)
+            # SERVFAIL or REFUSED, or the connection's one answer is not to our question: go on
+            verdict, reply = exchange.judge(data) if data is not None else (NEXT, None)
+            if verdict == RELAY:
+                return reply
 
 
 def _recv_exact(conn: socket.socket, n: int) -> Optional[bytes]:

@@ -7,10 +7,11 @@ import random
 import struct
 
 import pytest
-from dnslib import CLASS, DNSError, DNSRecord, EDNS0, EDNSOption, QTYPE, RCODE
+from dnslib import CLASS, DNSLabel, DNSRecord, EDNS0, EDNSOption, QTYPE, RCODE
 from hypothesis import given, settings, strategies as st
 
 from compose_net.dns import records
+from compose_net.dns.resolver import ANSWER, DROP, FORWARD, Resolver, edns_size, truncated
 from compose_net.summary import from_data
 
 
@@ -18,7 +19,6 @@ def build(data):
     """Records from a summary written as JSON data (the form `up` records)."""
     return records.build(from_data(data))
 
-from compose_net.dns.resolver import ANSWER, DROP, FORWARD, Resolver, edns_size, truncate, question_end
 from test_dns_records import _ctr, sample_summary
 
 
@@ -50,6 +50,16 @@ def rdata(r):
     return [str(rr.rdata) for rr in r.rr]
 
 
+def forwards(resolver, view, name, qtype="A"):
+    """Whether the resolver hands the query to the caller to forward, parsed by dnslib."""
+    q = DNSRecord.question(name, qtype)
+    action, query = resolver.handle(view, q.pack())
+    if action != FORWARD:
+        return False
+    assert query.header.id == q.header.id and str(query.q.qname) == str(q.q.qname)
+    return True
+
+
 def test_a_answer_echoes_id_and_case(resolver, views):
     r = ask(resolver, views["ns-web"], "DaTaBaSe.", qid=0x1234)
     assert r.header.rcode == RCODE.NOERROR and r.header.aa == 1
@@ -67,15 +77,14 @@ def test_scoping_holds_with_the_cache_on(resolver, views):
         assert rdata(ask(resolver, views["ns-tool"], "web")) == ["172.21.0.2"]
         assert rdata(ask(resolver, views["ns-proxy"], "web")) == ["172.20.0.2"]
         # web's link alias is not tool's name: it goes upstream like any unknown name
-        assert resolver.handle(views["ns-tool"], DNSRecord.question("database").pack()) == (FORWARD, None)
+        assert forwards(resolver, views["ns-tool"], "database")
         assert rdata(ask(resolver, views["ns-web"], "database")) == ["172.21.0.10"]
 
 
 def test_unknown_names_forward_except_from_internal_only_containers(resolver, views):
-    q = DNSRecord.question("example.com").pack()
-    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)
-    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)  # cached decision
-    assert resolver.handle(views["ns-tool"], DNSRecord.question("database").pack())[0] == FORWARD
+    assert forwards(resolver, views["ns-web"], "example.com")
+    assert forwards(resolver, views["ns-web"], "example.com")  # asked again: still forwarded
+    assert forwards(resolver, views["ns-tool"], "database")
     r = ask(resolver, views["ns-secret"], "example.com")
     assert r.header.rcode == RCODE.NXDOMAIN and not r.rr
 
@@ -119,7 +128,7 @@ def test_ptr(resolver, views):
     r = ask(resolver, views["ns-six1"], ipaddress.ip_address("fd00:6::3").reverse_pointer, "PTR")
     assert rdata(r) == ["p-six-2.p_v6net."]
     # an address on a network the asker is not on is not ours to answer
-    assert resolver.handle(views["ns-proxy"], DNSRecord.question("10.0.21.172.in-addr.arpa", "PTR").pack())[0] == FORWARD
+    assert forwards(resolver, views["ns-proxy"], "10.0.21.172.in-addr.arpa", "PTR")
 
 
 def test_edns_queries_hit_the_cache_despite_unique_cookies(resolver, views):
@@ -171,18 +180,19 @@ def test_not_a_query_or_malformed(resolver, views):
     assert rcode_of(bytes(status)) == RCODE.NOTIMP
 
 
-def test_truncate_and_edns_size_helpers():
+def test_truncated_and_edns_size_helpers():
     q = DNSRecord.question("db")
-    assert edns_size(q.pack(), question_end(q.pack())) == 512
+    assert edns_size(DNSRecord.parse(q.pack())) == 512
     q.add_ar(EDNS0(udp_len=4096))
-    assert edns_size(q.pack(), question_end(q.pack())) == 4096
+    assert edns_size(DNSRecord.parse(q.pack())) == 4096
+    q.ar[0].rclass = 100  # below 512 means 512 (RFC 6891 6.2.5)
+    assert edns_size(DNSRecord.parse(q.pack())) == 512
     big = DNSRecord.question("db")
     big.header.qr = 1
     for i in range(100):
         big.add_answer(*DNSRecord.question("db").replyZone(f"db 60 A 10.0.0.{i}").rr)
-    packed = big.pack()
-    cut = DNSRecord.parse(truncate(packed, question_end(packed)))
-    assert cut.header.tc == 1 and cut.rr == [] and str(cut.q.qname) == "db."
+    cut = DNSRecord.parse(truncated(DNSRecord.parse(big.pack()), 0x4242))
+    assert cut.header.tc == 1 and cut.rr == [] and str(cut.q.qname) == "db." and cut.header.id == 0x4242
 
 
 # --- fuzz: the core never raises and stays right afterwards ---------------------------------
@@ -192,14 +202,10 @@ def _check_reply(packet, action, reply):
     assert action in (ANSWER, FORWARD, DROP)
     if action == ANSWER:
         assert reply[:2] == packet[:2]
-        assert reply[2] & 0x80
-        try:
-            DNSRecord.parse(reply)  # what we send is always well-formed
-        except DNSError:
-            # dnslib only decodes ASCII labels; DNS labels are binary and we echo the question
-            # as sent, so a non-ASCII name is the one thing it may refuse.
-            qend = question_end(reply)
-            assert qend > 0 and any(b >= 0x80 for b in reply[12:qend])
+        r = DNSRecord.parse(reply)  # what we send is always well-formed
+        assert r.header.qr == 1
+    elif action == FORWARD:
+        assert isinstance(reply, DNSRecord) and reply.header.qr == 0
     else:
         assert reply is None
     if len(packet) >= 3 and packet[2] & 0x80:
@@ -253,7 +259,7 @@ def test_fuzz_mutated_packets_then_still_correct():
 
 def test_class_other_than_in_is_not_ours(resolver, views):
     q = DNSRecord.question("db", "A", "CH").pack()
-    assert resolver.handle(views["ns-web"], q) == (FORWARD, None)
+    assert resolver.handle(views["ns-web"], q)[0] == FORWARD
     r = DNSRecord.parse(resolver.handle(views["ns-secret"], q)[1])
     assert r.header.rcode == RCODE.NXDOMAIN
     assert CLASS.get(r.q.qclass) == "CH"
@@ -326,3 +332,76 @@ def test_own_answers_honour_the_clients_edns_size_and_the_cache_keeps_them_apart
     assert len(orders) > 1  # still shuffled
     huge = edns_ask(65000)  # capped at what the server's datagram slots hold
     assert huge.header.tc == 0 and len(huge.rr) == 40
+
+
+# --- the hit path never parses; the miss path is dnslib's -----------------------------------
+
+
+def test_a_cached_question_is_answered_without_parsing(monkeypatch, views):
+    import compose_net.dns.resolver as resolver_module
+
+    resolver = Resolver()
+    web = views["ns-web"]
+
+    def query(name, cookie=True):
+        q = DNSRecord.question(name)
+        if cookie:  # a new EDNS cookie every time: the packets differ after the question
+            q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(10, random.randbytes(8))]))
+        return q.pack()
+
+    for name in ("db", "API"):
+        assert resolver.handle(web, query(name))[0] == ANSWER
+    assert resolver.handle(web, query("db", cookie=False))[0] == ANSWER
+    parsed = []
+    monkeypatch.setattr(resolver_module.DNSRecord, "parse", lambda data: parsed.append(data))
+    sent = [query("db"), query("API"), query("API"), query("db", cookie=False)]
+    replies = [resolver.handle(web, packet, tcp) for packet, tcp in zip(sent, (False, False, True, False))]
+    monkeypatch.undo()
+    assert parsed == []
+    for packet, (action, reply) in zip(sent, replies):
+        q, r = DNSRecord.parse(packet), DNSRecord.parse(reply)
+        assert action == ANSWER and r.header.id == q.header.id and r.q.qname.label == q.q.qname.label
+        assert sorted(rdata(r)) == (["172.21.0.10"] if str(q.q.qname) == "db." else ["172.21.0.3", "172.21.0.4", "172.21.0.5"])
+
+
+def test_replies_are_dnslibs_encoding():
+    from dnslib import RR, A, DNSHeader, DNSQuestion
+
+    from compose_net.dns.resolver import encode
+
+    header = DNSHeader(id=7, qr=1, aa=1, ra=1)
+    question = DNSQuestion("Api.")
+    records = [RR(question.qname, QTYPE.A, rdata=A(f"10.0.0.{i}"), ttl=60) for i in range(3)]
+    data, blocks = encode(header, question, records)
+    assert data == DNSRecord(DNSHeader(id=7, qr=1, aa=1, ra=1), questions=[question], rr=records).pack()
+    assert len(blocks) == 3 and data.endswith(b"".join(blocks))
+    assert all(block.startswith(b"\xc0\x0c") for block in blocks)  # owner: a pointer to the question
+
+
+def test_names_dnslib_cannot_read_are_formerr_and_dotted_labels_are_not_ours(resolver, views):
+    q = DNSRecord.question("db")
+    raw = bytearray(q.pack())
+    raw[13] = 0xFF  # "\xffb": not UTF-8, which dnslib refuses in a name
+    r = DNSRecord.parse(resolver.handle(views["ns-web"], bytes(raw))[1])
+    assert r.header.rcode == RCODE.FORMERR and r.header.id == q.header.id and r.questions == []
+    dotted = DNSRecord.question("x")
+    dotted.q.qname = DNSLabel([b"d.b"])  # one label holding a dot: never one of our names
+    assert resolver.handle(views["ns-web"], dotted.pack())[0] == FORWARD
+    r = DNSRecord.parse(resolver.handle(views["ns-secret"], dotted.pack())[1])
+    assert r.header.rcode == RCODE.NXDOMAIN and r.q.qname.label == (b"d.b",)
+
+
+def test_any_answers_both_families_and_ptr_of_other_types_is_empty(resolver, views):
+    r = ask(resolver, views["ns-six2"], "p-six-1", "ANY")
+    assert sorted(rdata(r)) == ["172.23.0.2", "fd00:6::2"]
+    r = ask(resolver, views["ns-web"], "10.0.21.172.in-addr.arpa", "A")
+    assert r.header.rcode == RCODE.NOERROR and r.rr == []
+
+
+def test_an_overlong_name_gets_an_answer_without_its_question(resolver, views):
+    q = DNSRecord.question("x")
+    raw = bytearray(q.pack())
+    raw[12:14] = (b"\x3f" + b"a" * 63) * 5  # 319 characters: dnslib reads it, cannot write it back
+    assert resolver.handle(views["ns-web"], bytes(raw))[0] == FORWARD  # the server then SERVFAILs
+    r = DNSRecord.parse(resolver.handle(views["ns-secret"], bytes(raw))[1])
+    assert r.header.rcode == RCODE.SERVFAIL and r.header.id == q.header.id and r.questions == []

@@ -93,7 +93,7 @@ def test_several_files_report_all_their_problems(tmp_path):
         run(tmp_path, files=("a.yml", "b.yml"), project_name="x")
     assert [str(x) for x in e.value.errors] == [
         'a.yml:3: services.web.imag: unknown key "imag" in services.web (did you mean "image"?)',
-        "b.yml:3: services.web.ports: must be a list, not an integer",
+        "b.yml:3: services.web.ports: must be a list, not the integer 5",
     ]
 
 
