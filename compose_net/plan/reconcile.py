@@ -259,7 +259,17 @@ def _check_addr(op: O.AddrAdd, ctx: Context) -> Verdict:
     link = ctx.observed.link(op.ns, op.dev)
     if link is None:
         return _missing(op.dev)
-    return None if op.address in link.addresses else _missing(f"address {op.address}")
+    if op.address not in link.addresses:
+        return _missing(f"address {op.address}")
+    facts = ctx.observed.namespace(op.ns)
+    prefix = op.address.network
+    if op.ns is not None and facts is not None and prefix.prefixlen < prefix.max_prefixlen \
+            and not any(r.dst == prefix and r.dev == op.dev for r in facts.routes):
+        # the kernel's route to the address's subnet comes with the address: to get it back,
+        # the address is added again
+        why = f"the route to {prefix} that comes with address {op.address} is missing"
+        return (why, [O.AddrDel(op.unit, op.ns, op.dev, op.address, note=f"{why}: added again"), op])
+    return None
 
 
 def _same_route(route, op) -> bool:

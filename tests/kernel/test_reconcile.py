@@ -296,3 +296,87 @@ def test_an_edit_is_exactly_its_difference(project):
     resolve = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
     sh(sys.executable, "-c", resolve, "cache", ns=project.ns("db"))
     works(project)
+
+
+# --- a property: whatever was edited or damaged, `up` makes the kernel what the file says ------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+SERVICES = ("a", "b", "c", "d")
+
+
+def _compose(services: dict[str, tuple[str, ...]], index: int) -> str:
+    lines = ["services:"]
+    for name, nets in services.items():
+        lines.append(f"  {name}:\n    image: x\n    networks: [{', '.join(nets)}]")
+    lines.append("networks:")
+    lines.append(f"  n1: {{ipam: {{config: [{{subnet: 10.243.{index}.0/26}}]}}}}")
+    lines.append(f"  n2: {{ipam: {{config: [{{subnet: 10.243.{index}.64/26}}]}}}}")
+    return "\n".join(lines) + "\n"
+
+
+EDITS = st.sampled_from(["add", "remove", "move"])
+DAMAGE = st.sampled_from(["netns", "veth", "addr", "route", "table", "file", "bridge"])
+STEPS = st.lists(st.tuples(st.sampled_from(["edit", "damage"]), EDITS, DAMAGE, st.sampled_from(SERVICES)),
+                 min_size=1, max_size=4)
+
+
+def _damage(p: Project, what: str, service: str) -> None:
+    summary = p.summary()
+    ctr = summary.container(p.ns(service)) if summary else None
+    if ctr is None:
+        return
+    if what == "netns":
+        sh("ip", "netns", "del", ctr.netns, check=False)
+    elif what == "veth":
+        sh("ip", "link", "del", ctr.interfaces[0].host_ifname, check=False)
+    elif what == "addr":
+        sh("ip", "addr", "flush", "dev", "eth0", ns=ctr.netns, check=False)
+    elif what == "route":
+        sh("ip", "route", "flush", "table", "main", ns=ctr.netns, check=False)
+    elif what == "table":
+        sh("nft", "delete", "table", "inet", f"cn-{p.name}", check=False)
+    elif what == "file":
+        Path(f"/etc/netns/{ctr.netns}/hosts").write_text("127.0.0.1 evil\n")
+    elif what == "bridge":
+        sh("ip", "link", "del", summary.network(ctr.interfaces[0].network).bridge, check=False)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=STEPS)
+def test_after_up_the_kernel_is_what_the_file_says(kernel_lock, tmp_path_factory, steps):
+    import uuid
+
+    name = "t" + uuid.uuid4().hex[:8]
+    directory = tmp_path_factory.mktemp(name)
+    index = int(name[1:3], 16) % 200
+    p = Project(name, directory, index)
+    services = {"a": ("n1",), "b": ("n1", "n2"), "c": ("n2",)}
+    p.file.write_text(_compose(services, index))
+    before = kernel_snapshot()
+    try:
+        p.cli("up")
+        for kind, edit, damage, service in steps:
+            if kind == "edit":
+                if edit == "add":
+                    services.setdefault(service, ("n1",))
+                elif edit == "remove" and len(services) > 1:
+                    services.pop(service, None)
+                elif edit == "move" and service in services:
+                    services[service] = ("n2",) if services[service] != ("n2",) else ("n1", "n2")
+                p.file.write_text(_compose(services, index))
+            else:
+                _damage(p, damage, service)
+            p.cli("up")
+            assert p.cli("check", check=False).returncode == 0, p.cli("check", check=False).stdout
+            assert p.dry_run() == []
+            for s in services:  # every service resolves its neighbours on a shared network
+                other = next((o for o in services if o != s and set(services[o]) & set(services[s])), None)
+                if other:
+                    got = sh(sys.executable, "-c", "import socket, sys; print(socket.gethostbyname(sys.argv[1]))",
+                             other, ns=p.ns(s)).stdout.strip()
+                    net = sorted(set(services[o]) & set(services[s]) for o in [other])[0]
+                    assert got in {p.ip(other, n) for n in services[other]}
+    finally:
+        p.cli("down", check=False)
+    assert kernel_snapshot() == before
