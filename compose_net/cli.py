@@ -337,6 +337,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return 0
     health = _health(summary)
     _emit(args.format, lambda: views.ps_json(summary, health), lambda: views.ps_rows(summary, health))
+    if args.format != "json":
+        for line in views.ps_problems(summary, health):
+            print(line, file=sys.stderr)
     return 0
 
 

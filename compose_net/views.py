@@ -54,8 +54,8 @@ def ps_rows(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> 
     (`container_health`) says what the kernel lacks; without it every container reads running."""
     rows = [list(PS_HEADER)]
     for c in summary.containers:
-        state, status = _state(c, health)
-        head = [c.name, c.service, state if state == RUNNING else f"{state}: {status}", c.netns or "-"]
+        state, _ = _state(c, health)
+        head = [c.name, c.service, state, c.netns or "-"]
         ports = ", ".join(_port_texts(c, summary))
         if not c.interfaces:
             rows.append(head + [_mode_text(c), "", "", "", "", ports])
@@ -64,6 +64,11 @@ def ps_rows(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> 
             cells = [i.network, i.ifname, _text(i.ipv4), _text(i.ipv6), _text(i.mac)]
             rows.append((head if n == 0 else ["", "", "", ""]) + cells + [ports if n == 0 else ""])
     return rows
+
+
+def ps_problems(summary: Summary, health: Optional[dict[str, list[str]]]) -> list[str]:
+    """A line per degraded container saying what the kernel lacks (under the `ps` table)."""
+    return [f"{c.name}: {_state(c, health)[1]}" for c in summary.containers if _state(c, health)[0] != RUNNING]
 
 
 def ps_json(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> list[dict[str, Any]]:

@@ -87,8 +87,9 @@ def test_ps_and_ls_say_what_the_kernel_lacks():
     health = views.container_health(missing)
     assert health == {"shop-db-1": ["namespace shop-db-1 is missing", "/etc/netns/shop-db-1/hosts differs"]}
     rows = views.ps_rows(SHOP, health)
-    assert rows[4][2] == "degraded: namespace shop-db-1 is missing; /etc/netns/shop-db-1/hosts differs"
-    assert rows[1][2] == "running"
+    assert rows[4][2] == "degraded" and rows[1][2] == "running"
+    assert views.ps_problems(SHOP, health) == [
+        "shop-db-1: namespace shop-db-1 is missing; /etc/netns/shop-db-1/hosts differs"]
     data = {c["Name"]: c for c in views.ps_json(SHOP, health)}
     assert data["shop-db-1"]["State"] == "degraded" and data["shop-web-1"]["State"] == "running"
     assert views.ls_json([SHOP], {"shop": health})[0]["Status"] == "degraded(2/3)"
