@@ -22,6 +22,9 @@ packets that match this project's bridges are):
     postrouting  nat/srcnat        masquerade `saddr SUBNET oifname != BRIDGE`; loopback sources
                                    leaving a bridge; hairpin (DNATed flows from a bridge's
                                    own subnet back into it, so replies return through the host)
+    localhost    filter/prerouting the localhost guard (raw priority, before conntrack and NAT):
+                                   nothing from or to 127.0.0.0/8 enters through any interface
+                                   but `lo`
 
 Isolation and icc match interfaces, not addresses, so they hold for IPv4 and IPv6 alike. The icc
 rule sees bridged (same-bridge) frames only when br_netfilter passes them to the inet hooks
@@ -29,6 +32,16 @@ rule sees bridged (same-bridge) frames only when br_netfilter passes them to the
 inert and the planner must isolate the bridge ports instead (bridge port flag `isolated`).
 Bridges named freely with `com.docker.network.bridge.name` are covered by the inbound rule of
 their own table.
+
+The localhost guard closes what `route_localnet=1` (set on bridges that publish on loopback) opens
+(CVE-2020-8558's class): a root process in a container that routes 127.0.0.1 through its gateway
+would reach services listening only on the host's loopback, and any neighbour sending to
+127.0.0.1 would be DNATed to a port published on 127.0.0.1 only. At raw priority a packet is seen
+as it arrived, before the NAT of the host's own connections is undone: the replies of the host's
+loopback-published connections are addressed to the bridge's gateway there, not to 127.0.0.1, so
+no flow the host's NAT made is dropped. It matches every interface but `lo`, not only this
+project's bridges: the shared `cn0` may keep another project's `route_localnet`, and 127/8 never
+legitimately arrives from outside the host (RFC 1122 3.2.1.3).
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ FAMILY = "inet"
 BRIDGE_PATTERNS = ("cn-*", "cn0")
 
 _L4 = ("tcp", "udp", "sctp")
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +67,11 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
     builder = _Builder(table)
     networks = [n for n in summary.get("networks", ()) if n.get("bridge")]
     by_name = {n["name"]: n for n in networks}
+
+    builder.chain("localhost", "filter", "prerouting", -300)
+    for field in ("daddr", "saddr"):
+        builder.rule("localhost", _iif("lo", "!="), _match({"payload": {"protocol": "ip", "field": field}},
+                                                           _addr_right(_LOOPBACK)), _DROP)
 
     builder.chain("forward", "filter", "forward", 0)
     for net in networks:
@@ -102,7 +121,7 @@ def ruleset(summary: dict[str, Any]) -> dict[str, Any]:
             if (target.bridge, target.address.version) not in hairpin:
                 hairpin.append((target.bridge, target.address.version))
         for br in loop_bridges:
-            postrouting.append([_oif(br), _saddr(ipaddress.ip_network("127.0.0.0/8")), _MASQUERADE])
+            postrouting.append([_oif(br), _saddr(_LOOPBACK), _MASQUERADE])
         # Hairpin: a container reaching a published port of its own network (itself included)
         # through a host address must see the reply come back through the host, not directly.
         for net in networks:

@@ -282,3 +282,18 @@ def test_fresh_variant_creates_the_table_once_instead_of_replacing_it():
     assert nft._fresh_variant('{"nftables": [{"add": {"table": {"family": "inet", "name": "x"}}}]}') is None
     assert nft._fresh_variant("not json") is None
     nft_check({"nftables": fresh})
+
+
+def test_localhost_guard_drops_127_from_every_interface_but_lo_before_conntrack():
+    doc = firewall.ruleset(summary([network()], [WEB]))
+    guard = chains(doc)["localhost"]
+    # raw priority: before conntrack and before the NAT of the host's own flows is undone
+    assert (guard["type"], guard["hook"], guard["prio"], guard["policy"]) == ("filter", "prerouting", -300, "accept")
+    loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+    assert rules(doc, "localhost") == [
+        [m("iifname", "lo", "!="), m(payload("ip", "daddr"), loopback), {"drop": None}],
+        [m("iifname", "lo", "!="), m(payload("ip", "saddr"), loopback), {"drop": None}],
+    ]
+    # a project without bridges or ports is guarded too: cn0 may keep another's route_localnet
+    assert len(rules(firewall.ruleset(summary([])), "localhost")) == 2
+    nft_check(doc)
