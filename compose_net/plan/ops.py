@@ -64,6 +64,16 @@ class Op:
         """Objects whose removal removes this op's effect too."""
         return ()
 
+    def details(self) -> tuple[str, ...]:
+        """More lines for a reviewer under `describe()` (the firewall's rules in words)."""
+        return ()
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """An op's JSON as an older compose-net journaled it, in today's form: `down` must read
+        the journals of projects brought up before an upgrade."""
+        return data
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.kind}
         for f in dataclasses.fields(self):
@@ -78,6 +88,7 @@ class Op:
 
 def op_from_json(data: dict[str, Any]) -> Op:
     cls = OPS[data["op"]]
+    data = cls.upgrade(data)
     kwargs = {}
     for name, hint in _field_hints(cls):
         if name in data:
@@ -480,16 +491,36 @@ class FileRemove(Op):
 @dataclass(frozen=True)
 class NftApply(Op):
     """The project's whole nftables table, replaced in one atomic `nft -j -f -` transaction.
-    `ruleset` is the JSON text of the `{"nftables": [...]}` document."""
+    `ruleset` is the `{"nftables": [...]}` document (`firewall.table()`); `rules` are its rules
+    in words, (group, words) pairs in the order a reviewer reads them, which each rule's nft
+    comment repeats. The words follow from the ruleset, so they are not part of the op's identity."""
 
     kind: ClassVar[str] = "nft_apply"
     family: str
     table: str
-    ruleset: str
+    ruleset: dict[str, Any]
+    rules: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def describe(self) -> str:
-        rules = self.ruleset.count('"rule"')
+        rules = sum(1 for item in self.ruleset.get("nftables", ()) if "rule" in item.get("add", {}))
         return f"nftables table {self.family} {self.table} ({rules} rules, one transaction)"
+
+    def details(self) -> tuple[str, ...]:
+        lines: list[str] = []
+        group = None
+        for name, words in self.rules:
+            if name != group:
+                group = name
+                lines.append(f"{name}:")
+            lines.append(f"  {words}")
+        return tuple(lines)
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # Until issue 7 the document was journaled as JSON text, a string inside the op's JSON.
+        if isinstance(data.get("ruleset"), str):
+            return {**data, "ruleset": json.loads(data["ruleset"])}
+        return data
 
     def inverse(self) -> Op:
         return NftDelete(self.unit, self.family, self.table)

@@ -688,13 +688,11 @@ def summary(project: Project, facts: Optional[HostFacts] = None) -> dict[str, An
     return _layout(project, facts).summary()
 
 
-def _firewall_op(summary_dict: dict[str, Any]) -> Optional[Op]:
-    try:
-        from compose_net import firewall
-    except ImportError:  # the firewall module is optional while it is being written
-        return None
-    ruleset = json.dumps(firewall.ruleset(summary_dict), sort_keys=True)
-    return NftApply("firewall", naming.TABLE_FAMILY, summary_dict["table"], ruleset)
+def _firewall_op(summary_dict: dict[str, Any]) -> Op:
+    from compose_net import firewall
+
+    table = firewall.table(summary_dict)
+    return NftApply("firewall", naming.TABLE_FAMILY, summary_dict["table"], table.document, rules=table.rules)
 
 
 def plan_up(project: Project, facts: Optional[HostFacts] = None) -> Plan:
@@ -763,9 +761,7 @@ def _plan_up(project: Project, facts: HostFacts) -> Plan:
     path = naming.summary_path(project.name)
     # compact: the C encoder is ten times faster than the indenting one on a big project
     ops.append(FileWrite("state", path, json.dumps(summ, separators=(",", ":")) + "\n", mode=0o600))
-    fw = _firewall_op(summ)
-    if fw is not None:
-        ops.append(fw)
+    ops.append(_firewall_op(summ))
     if any(b.embedded_dns for b in lay.boxes.values()):
         ops.append(DnsStart("dns", project.name, path))
     return Plan(project.name, tuple(ops), tuple(lay.notes), tuple(dict.fromkeys(lay.warnings)))
