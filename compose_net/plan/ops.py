@@ -10,8 +10,8 @@ Each op is a frozen dataclass with
   with its owner anyway (an address with its link, anything inside a namespace with the namespace),
 - `note`: why the planner chose this (IPAM reasons); not part of the op's identity.
 
-Object keys: ("netns", name) · ("link", ns, name) · ("file", path) · ("nft", family, table) ·
-("dns", project) · ("group", number).
+Object keys: ("netns", name) · ("uts", name) · ("link", ns, name) · ("file", path) ·
+("nft", family, table) · ("dns", project) · ("group", number).
 """
 
 from __future__ import annotations
@@ -188,6 +188,80 @@ class NetnsDelete(Op):
 
     def deletes(self) -> tuple[Key, ...]:
         return (("netns", self.name),)
+
+
+@dataclass(frozen=True)
+class NetnsAlias(Op):
+    """A second name for network namespace `target`: /run/netns/NAME, one more bind mount of the
+    same namespace (a `network_mode: service:X` container's own name for X's namespace).
+    `target_plan` is a digest of the target container's planned ops: when the target is made
+    anew, the name must be made anew too (it would keep the old namespace alive)."""
+
+    kind: ClassVar[str] = "netns_alias"
+    name: str
+    target: str
+    target_plan: str = ""
+
+    def describe(self) -> str:
+        return f"netns {self.name}, a second name for {self.target}'s"
+
+    def inverse(self) -> Op:
+        return NetnsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("netns", self.name),)
+
+
+@dataclass(frozen=True)
+class UtsCreate(Op):
+    """A UTS namespace registered as /run/utsns/NAME (bind mount) with the container's hostname
+    (and NIS domain name, if any) set in it: what `compose-net exec` enters beside the netns."""
+
+    kind: ClassVar[str] = "uts_create"
+    name: str
+    hostname: str
+    domainname: Optional[str] = None
+
+    def describe(self) -> str:
+        domain = f", domainname {self.domainname}" if self.domainname else ""
+        return f"uts namespace {self.name}, hostname {self.hostname}{domain}"
+
+    def inverse(self) -> Op:
+        return UtsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
+
+
+@dataclass(frozen=True)
+class UtsAlias(Op):
+    """A second name for UTS namespace `target` (/run/utsns/NAME); see NetnsAlias."""
+
+    kind: ClassVar[str] = "uts_alias"
+    name: str
+    target: str
+    target_plan: str = ""
+
+    def describe(self) -> str:
+        return f"uts namespace {self.name}, a second name for {self.target}'s"
+
+    def inverse(self) -> Op:
+        return UtsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
+
+
+@dataclass(frozen=True)
+class UtsDelete(Op):
+    kind: ClassVar[str] = "uts_delete"
+    name: str
+
+    def describe(self) -> str:
+        return f"delete uts namespace {self.name}"
+
+    def deletes(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
 
 
 # --- links ---------------------------------------------------------------------------------
