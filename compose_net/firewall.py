@@ -8,12 +8,13 @@ atomically and `down` removes everything with one `delete table`.
 Chains (every base chain has policy accept: other software's traffic is never dropped here; only
 packets that match this project's bridges are):
 
-    forward      filter/forward    internal networks stay inside their bridge; replies and
-                                   DNATed flows pass; `enable_icc: false` drops bridge-to-same-
-                                   bridge traffic; then nothing goes from a project bridge into any other
-                                   compose-net bridge (`cn-*`, `cn0`), and no new connection enters a
-                                   project bridge from anywhere but itself (Docker's isolation and
-                                   FORWARD policy drop, limited to our bridges).
+    forward      filter/forward    internal networks stay inside their bridge; DNATed flows
+                                   pass; nothing else goes from a project bridge into any
+                                   other compose-net bridge (`cn-*`, `cn0`), replies and related
+                                   packets included; other replies pass; `enable_icc: false`
+                                   drops bridge-to-same-bridge traffic; no new connection enters
+                                   a project bridge from anywhere but itself (Docker's isolation
+                                   and FORWARD policy drop, limited to our bridges).
     prerouting   nat/dstnat        `fib daddr type local` → ports (published ports from outside
                                    and from containers, including hairpin)
     output       nat/dstnat        the same for connections made by the host itself, including
@@ -121,20 +122,16 @@ def _forward(builder: "_Builder", networks: list[dict[str, Any]]) -> None:
                          group=INTERNAL, words=f"{name} internal: no way out of {br}")
             builder.rule("forward", _oif(br), _iif(br, "!="), _DROP,
                          group=INTERNAL, words=f"{name} internal: no way into {br}")
-    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT,
-                 group=REPLIES, words="replies and related packets of allowed connections: accepted")
     # A published port is open to every container, as it is behind Docker's userland proxy
-    # (even to its neighbours on an `enable_icc: false` bridge).
+    # (even to its neighbours on an `enable_icc: false` bridge, or on another network).
     builder.rule("forward", _CT_DNAT, _ACCEPT, group=PORTS,
                  words="to a published port: forwarded from anywhere, every container included")
-    for net in networks:
-        if not net.get("icc", True):
-            br = net["bridge"]
-            builder.rule("forward", _iif(br), _oif(br), _DROP,
-                         group=ICC, words=f"{net['name']} container to container on {br}: dropped")
+    # Docker's isolation: nothing from one compose-net bridge into another, whatever conntrack
+    # says (before the established/related accept, as Docker's DOCKER-ISOLATION chains come
+    # first): otherwise a container could forge ICMP errors, which conntrack calls "related",
+    # into the masqueraded flows of another network's containers.
     for net in networks:
         br, name = net["bridge"], net["name"]
-        # Docker's isolation: nothing from one compose-net bridge into another ...
         for pattern in BRIDGE_PATTERNS:
             if pattern == br:
                 continue
@@ -143,9 +140,18 @@ def _forward(builder: "_Builder", networks: list[dict[str, Any]]) -> None:
             into = ", ".join(neighbours + [f"{into} ({pattern})"])
             builder.rule("forward", _iif(br), _oif(br, "!="), _oif(pattern), _DROP,
                          group=ISOLATION, words=f"{name} -> {into}: dropped")
-        # ... and no new connection into a bridge from elsewhere (other bridges, other hosts
-        # routing to container addresses): only replies and published ports, as Docker's
-        # FORWARD policy drop leaves it. The host itself reaches containers (output, not forward).
+    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT,
+                 group=REPLIES, words="replies and related packets of allowed connections: accepted")
+    for net in networks:
+        if not net.get("icc", True):
+            br = net["bridge"]
+            builder.rule("forward", _iif(br), _oif(br), _DROP,
+                         group=ICC, words=f"{net['name']} container to container on {br}: dropped")
+    for net in networks:
+        br, name = net["bridge"], net["name"]
+        # No new connection into a bridge from elsewhere (other bridges, other hosts routing to
+        # container addresses): only replies and published ports, as Docker's FORWARD policy
+        # drop leaves it. The host itself reaches containers (output, not forward).
         builder.rule("forward", _oif(br), _iif(br, "!="), _DROP,
                      group=ISOLATION, words=f"anywhere else -> {name} ({br}), new connections: dropped")
 
