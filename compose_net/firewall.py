@@ -1,12 +1,13 @@
 """The project's firewall: a pure function from the summary (project.json) to the nftables JSON
-document of the project's one `inet` table.
+document of the project's one `inet` table, every rule with its words (a group and a line a
+reviewer reads in `up --dry-run`, repeated in the rule's nft comment).
 
 The document re-creates the table whole in one transaction (`add table`, `delete table`, `add
 table`, then chains and rules), so applying it twice, or after an edit, replaces the old rules
 atomically and `down` removes everything with one `delete table`.
 
 Chains (every base chain has policy accept: other software's traffic is never dropped here; only
-packets that match this project's bridges are):
+packets that match this project's bridges are, and 127/8 arriving from outside the host):
 
     forward      filter/forward    internal networks stay inside their bridge; DNATed flows
                                    pass; nothing else goes from a project bridge into any
@@ -174,18 +175,17 @@ def _nat(builder: "_Builder", networks: list[dict[str, Any]], targets: list["_Po
             builder.rule(chain, _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
                          {"jump": {"target": "ports"}},
                          group=PORTS, words=f"to any host address {words}: the ports above apply")
-        loop_bridges: list[dict[str, Any]] = []
+        loop_bridges: list[tuple[str, str]] = []  # (bridge, network name)
         hairpin: list[tuple[str, int]] = []
         for target in targets:
             builder.rule("ports", *target.dnat_rule(), group=PORTS, words=target.words(), first=True)
-            net = target.network
-            if target.address.version == 4 and net not in loop_bridges:
-                loop_bridges.append(net)
-            if (net["bridge"], target.address.version) not in hairpin:
-                hairpin.append((net["bridge"], target.address.version))
-        for net in loop_bridges:
-            postrouting.append(([_oif(net["bridge"]), _saddr(_LOOPBACK), _MASQUERADE], PORTS,
-                                f"{_LOOPBACK} into {net['bridge']} ({net['name']}): masqueraded to its gateway"))
+            if target.address.version == 4 and (target.bridge, target.network) not in loop_bridges:
+                loop_bridges.append((target.bridge, target.network))
+            if (target.bridge, target.address.version) not in hairpin:
+                hairpin.append((target.bridge, target.address.version))
+        for bridge, name in loop_bridges:
+            postrouting.append(([_oif(bridge), _saddr(_LOOPBACK), _MASQUERADE], PORTS,
+                                f"{_LOOPBACK} into {bridge} ({name}): masqueraded to its gateway"))
         # Hairpin: a container reaching a published port of its own network (itself included)
         # through a host address must see the reply come back through the host, not directly.
         for net in networks:
@@ -218,11 +218,12 @@ class _Addr(str):
 class _PortTarget:
     """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
 
-    def __init__(self, container: str, port: dict[str, Any], address, network: dict[str, Any], host_ip):
+    def __init__(self, container: str, port: dict[str, Any], address, bridge: str, network: str, host_ip):
         self.container = container
         self.port = port
         self.address = address
-        self.network = network
+        self.bridge = bridge
+        self.network = network  # the network's name
         self.host_ip = host_ip
 
     def _ranges(self) -> tuple[int, int, int, int]:
@@ -287,7 +288,7 @@ def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) 
         iface = _published_interface(owner, networks)
         if iface is None:
             continue  # only internal networks (or none): Docker publishes nothing reachable either
-        network = networks[iface["network"]]
+        bridge, network = networks[iface["network"]]["bridge"], iface["network"]
         # The planner wrote these addresses: split, not parsed (parsing dominates big projects).
         v4 = _Addr(iface["ipv4"].partition("/")[0], 4) if iface.get("ipv4") else None
         v6 = _Addr(iface["ipv6"].partition("/")[0], 6) if iface.get("ipv6") else None
@@ -297,10 +298,10 @@ def _port_targets(summary: dict[str, Any], networks: dict[str, dict[str, Any]]) 
             host_ip = ipaddress.ip_address(port["host_ip"]) if port.get("host_ip") else None
             if host_ip is None or host_ip.version == 4:
                 if v4 is not None:
-                    yield _PortTarget(container["name"], port, v4, network, host_ip)
+                    yield _PortTarget(container["name"], port, v4, bridge, network, host_ip)
             if host_ip is None or host_ip.version == 6:
                 if v6 is not None:
-                    yield _PortTarget(container["name"], port, v6, network, host_ip)
+                    yield _PortTarget(container["name"], port, v6, bridge, network, host_ip)
 
 
 def published_interface(summary: dict[str, Any], container: dict[str, Any]) -> Optional[dict[str, Any]]:
