@@ -30,12 +30,15 @@ from compose_net.model import Container, Network, Project, Service
 from compose_net.plan.ops import (
     DnsStart,
     FileWrite,
+    NetnsAlias,
     NetnsCreate,
     NftApply,
     Op,
     Plan,
     RouteAdd,
     SysctlSet,
+    UtsAlias,
+    UtsCreate,
 )
 from compose_net.probe import HostFacts, first_host_address
 
@@ -362,7 +365,9 @@ class _Layout:
             if host is None:
                 self.warnings.append(f"{c.name}: network_mode {svc.network_mode!r} names no container here")
                 return _Box(c, svc, "unsupported", None, hostname=hostname)
-            return _Box(c, svc, mode, host.netns, shares=host.container.name, hostname=host.hostname,
+            # its own names for the host's namespaces (none when the host has none: host mode)
+            netns = naming.netns_name(c.name) if host.netns else None
+            return _Box(c, svc, mode, netns, shares=host.container.name, hostname=host.hostname,
                         embedded_dns=host.embedded_dns)
         netns = naming.netns_name(c.name)
         box = _Box(c, svc, mode, netns, hostname=hostname)
@@ -593,6 +598,7 @@ class _Layout:
             containers.append({
                 "name": c.name, "service": c.service, "index": c.index,
                 "id": naming.container_id(project.name, c.name), "netns": box.netns,
+                "uts": box.netns if box.mode not in ("host", "unsupported") else None,
                 "network_mode": svc.network_mode, "shares": box.shares,
                 "hostname": box.hostname or None, "domainname": svc.domainname,
                 "dns": [str(d) for d in svc.dns], "dns_search": list(svc.dns_search), "dns_opt": list(svc.dns_opt),
@@ -700,13 +706,57 @@ def summary(project: Project, facts: Optional[HostFacts] = None) -> dict[str, An
     return _layout(project, facts).summary()
 
 
-def _firewall_op(summary_dict: dict[str, Any]) -> Optional[Op]:
-    try:
-        from compose_net import firewall
-    except ImportError:  # the firewall module is optional while it is being written
-        return None
-    ruleset = json.dumps(firewall.ruleset(summary_dict), sort_keys=True)
-    return NftApply("firewall", naming.TABLE_FAMILY, summary_dict["table"], ruleset)
+def _firewall_op(summary_dict: dict[str, Any]) -> Op:
+    from compose_net import firewall
+
+    table = firewall.table(summary_dict)
+    return NftApply("firewall", naming.TABLE_FAMILY, summary_dict["table"], table.document, rules=table.rules)
+
+
+def _container_ops(lay: _Layout, box: _Box) -> list[Op]:
+    """A container's own namespaces, interfaces, routes, sysctls and /etc/netns files."""
+    unit = f"container:{box.container.name}"
+    ns = box.netns
+    svc = box.service
+    ops: list[Op] = [NetnsCreate(unit, ns), UtsCreate(unit, ns, box.hostname, svc.domainname)]
+    if any(it.layout.ipv6 for it in box.ifaces):
+        # new links inherit `default`: addresses are usable at once instead of after DAD
+        ops.append(SysctlSet(unit, ns, "net.ipv6.conf.default.accept_dad", "0"))
+        ops.append(SysctlSet(unit, ns, "net.ipv6.conf.all.accept_dad", "0"))
+    for it in box.ifaces:
+        ops += get_driver(it.net.driver).attach_ops(it.net, it.layout)
+    for it in box.ifaces:
+        if it.default4:
+            ops.append(RouteAdd(unit, ns, DEFAULT_V4, it.layout.ifname, it.net.gateway(4),
+                                note=f"default route via {it.net.name}"))
+        if it.default6:
+            ops.append(RouteAdd(unit, ns, DEFAULT_V6, it.layout.ifname, it.net.gateway(6),
+                                note=f"IPv6 default route via {it.net.name}"))
+    for key, value in svc.sysctls.items():
+        if key.startswith("net."):
+            ops.append(SysctlSet(unit, ns, key, str(value)))
+        else:
+            lay.warnings.append(f"{box.container.name}: sysctl {key} is not a network sysctl; ignored")
+    return ops + _etc_files(lay, box, box)
+
+
+def _sharer_ops(lay: _Layout, box: _Box, owner: _Box, owner_ops: list[Op]) -> list[Op]:
+    """`network_mode: service:X`: names of its own for X's network and UTS namespaces and a copy
+    of X's files, as Docker gives it X's interfaces, hostname, hosts and resolv.conf."""
+    unit = f"container:{box.container.name}"
+    # a digest of X's ops: when X is made anew, these names must follow (see NetnsAlias)
+    digest = hashlib.sha256("\n".join(op.to_json_text() for op in owner_ops).encode()).hexdigest()[:12]
+    return [NetnsAlias(unit, box.netns, owner.netns, digest),
+            UtsAlias(unit, box.netns, owner.netns, digest)] + _etc_files(lay, box, owner)
+
+
+def _etc_files(lay: _Layout, box: _Box, source: _Box) -> list[Op]:
+    """/etc/netns/NAME/{resolv.conf,hosts,hostname} of `box`, with `source`'s contents."""
+    unit = f"container:{box.container.name}"
+    name = box.container.name
+    return [FileWrite(unit, naming.netns_file(name, "resolv.conf"), lay.resolv_conf(source)),
+            FileWrite(unit, naming.netns_file(name, "hosts"), lay.hosts(source)),
+            FileWrite(unit, naming.netns_file(name, "hostname"), source.hostname + "\n")]
 
 
 def plan_up(project: Project, facts: Optional[HostFacts] = None) -> Plan:
@@ -743,41 +793,22 @@ def _plan_up(project: Project, facts: HostFacts) -> Plan:
         ops += net_ops
         lay.warnings += warnings
 
+    planned: dict[str, list[Op]] = {}
     for box in lay.box_order:
-        if box.mode in ("host", "shares", "unsupported") or box.netns is None:
+        if box.netns is None or box.mode in ("host", "unsupported"):
             continue
-        unit = f"container:{box.container.name}"
-        ns = box.netns
-        ops.append(NetnsCreate(unit, ns))
-        if any(it.layout.ipv6 for it in box.ifaces):
-            # new links inherit `default`: addresses are usable at once instead of after DAD
-            ops.append(SysctlSet(unit, ns, "net.ipv6.conf.default.accept_dad", "0"))
-            ops.append(SysctlSet(unit, ns, "net.ipv6.conf.all.accept_dad", "0"))
-        for it in box.ifaces:
-            ops += get_driver(it.net.driver).attach_ops(it.net, it.layout)
-        for it in box.ifaces:
-            if it.default4:
-                gw = it.net.gateway(4)
-                ops.append(RouteAdd(unit, ns, DEFAULT_V4, it.layout.ifname, gw,
-                                    note=f"default route via {it.net.name}"))
-            if it.default6:
-                gw = it.net.gateway(6)
-                ops.append(RouteAdd(unit, ns, DEFAULT_V6, it.layout.ifname, gw,
-                                    note=f"IPv6 default route via {it.net.name}"))
-        for key, value in box.service.sysctls.items():
-            if key.startswith("net."):
-                ops.append(SysctlSet(unit, ns, key, str(value)))
-            else:
-                lay.warnings.append(f"{box.container.name}: sysctl {key} is not a network sysctl; ignored")
-        ops.append(FileWrite(unit, naming.netns_file(box.container.name, "resolv.conf"), lay.resolv_conf(box)))
-        ops.append(FileWrite(unit, naming.netns_file(box.container.name, "hosts"), lay.hosts(box)))
+        if box.shares is not None:
+            owner = lay.boxes[box.shares]
+            box_ops = _sharer_ops(lay, box, owner, planned[owner.container.name])
+        else:
+            box_ops = _container_ops(lay, box)
+        planned[box.container.name] = box_ops
+        ops += box_ops
 
     path = naming.summary_path(project.name)
     # compact: the C encoder is ten times faster than the indenting one on a big project
     ops.append(FileWrite("state", path, json.dumps(summ, separators=(",", ":")) + "\n", mode=0o600))
-    fw = _firewall_op(summ)
-    if fw is not None:
-        ops.append(fw)
+    ops.append(_firewall_op(summ))
     if any(b.embedded_dns for b in lay.boxes.values()):
         ops.append(DnsStart("dns", project.name, path))
     return Plan(project.name, tuple(ops), tuple(lay.notes), tuple(dict.fromkeys(lay.warnings)))

@@ -64,6 +64,7 @@ def _lines(ops: Iterable[Op], summary: Optional[dict[str, Any]] = None) -> list[
         out.append(f"  {i:>{width}}  {op.describe()}")
         if op.note:
             out.append(f"  {'':>{width}}    # {op.note}")
+        out += [f"  {'':>{width}}    {line}" for line in op.details()]
     return out
 
 
