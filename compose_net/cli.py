@@ -450,8 +450,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 126 if exists else 127
     sys.stdout.flush()
+    if container.uts:
+        # the container's hostname: its UTS namespace, entered here and kept across the exec
+        from compose_net.executor import namespaces
+
+        try:
+            namespaces.enter_uts(container.uts)
+        except OSError as exc:
+            raise ComposeNetError(f"cannot enter the UTS namespace of {container.name}: "
+                                  f"{exc.strerror or exc}") from exc
     if container.netns:
-        # `ip netns exec` also bind-mounts /etc/netns/NAME/{resolv.conf,hosts} over /etc.
+        # `ip netns exec` also bind-mounts /etc/netns/NAME/{resolv.conf,hosts,hostname} over /etc.
         argv = ["ip", "netns", "exec", container.netns, *cmd]
     else:
         argv = cmd

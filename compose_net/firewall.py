@@ -1,19 +1,21 @@
 """The project's firewall: a pure function from the recorded state (`summary.Summary`) to the nftables JSON
-document of the project's one `inet` table.
+document of the project's one `inet` table, every rule with its words (a group and a line a
+reviewer reads in `up --dry-run`, repeated in the rule's nft comment).
 
 The document re-creates the table whole in one transaction (`add table`, `delete table`, `add
 table`, then chains and rules), so applying it twice, or after an edit, replaces the old rules
 atomically and `down` removes everything with one `delete table`.
 
 Chains (every base chain has policy accept: other software's traffic is never dropped here; only
-packets that match this project's bridges are):
+packets that match this project's bridges are, and 127/8 arriving from outside the host):
 
-    forward      filter/forward    internal networks stay inside their bridge; replies and
-                                   DNATed flows pass; `enable_icc: false` drops bridge-to-same-
-                                   bridge traffic; then nothing goes from a project bridge into any other
-                                   compose-net bridge (`cn-*`, `cn0`), and no new connection enters a
-                                   project bridge from anywhere but itself (Docker's isolation and
-                                   FORWARD policy drop, limited to our bridges).
+    forward      filter/forward    internal networks stay inside their bridge; DNATed flows
+                                   pass; nothing else goes from a project bridge into any
+                                   other compose-net bridge (`cn-*`, `cn0`), replies and related
+                                   packets included; other replies pass; `enable_icc: false`
+                                   drops bridge-to-same-bridge traffic; no new connection enters
+                                   a project bridge from anywhere but itself (Docker's isolation
+                                   and FORWARD policy drop, limited to our bridges).
     prerouting   nat/dstnat        `fib daddr type local` → ports (published ports from outside
                                    and from containers, including hairpin)
     output       nat/dstnat        the same for connections made by the host itself, including
@@ -22,6 +24,9 @@ packets that match this project's bridges are):
     postrouting  nat/srcnat        masquerade `saddr SUBNET oifname != BRIDGE`; loopback sources
                                    leaving a bridge; hairpin (DNATed flows from a bridge's
                                    own subnet back into it, so replies return through the host)
+    localhost    filter/prerouting the localhost guard (raw priority, before conntrack and NAT):
+                                   nothing from or to 127.0.0.0/8 enters through any interface
+                                   but `lo`
 
 Isolation and icc match interfaces, not addresses, so they hold for IPv4 and IPv6 alike. The icc
 rule sees bridged (same-bridge) frames only when br_netfilter passes them to the inet hooks
@@ -29,17 +34,27 @@ rule sees bridged (same-bridge) frames only when br_netfilter passes them to the
 inert and the planner must isolate the bridge ports instead (bridge port flag `isolated`).
 Bridges named freely with `com.docker.network.bridge.name` are covered by the inbound rule of
 their own table.
+
+The localhost guard closes what `route_localnet=1` (set on bridges that publish on loopback) opens
+(CVE-2020-8558's class): a root process in a container that routes 127.0.0.1 through its gateway
+would reach services listening only on the host's loopback, and any neighbour sending to
+127.0.0.1 would be DNATed to a port published on 127.0.0.1 only. At raw priority a packet is seen
+as it arrived, before the NAT of the host's own connections is undone: the replies of the host's
+loopback-published connections are addressed to the bridge's gateway there, not to 127.0.0.1, so
+no flow the host's NAT made is dropped. It matches every interface but `lo`, not only this
+project's bridges: the shared `cn0` may keep another project's `route_localnet`, and 127/8 never
+legitimately arrives from outside the host (RFC 1122 3.2.1.3).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
-from typing import Any, Iterable, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
 
 from .errors import PlanError
 from .summary import ContainerState, InterfaceState, NetworkState, PortState, Summary
-
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 FAMILY = "inet"
 
@@ -48,73 +63,143 @@ FAMILY = "inet"
 BRIDGE_PATTERNS = ("cn-*", "cn0")
 
 _L4 = ("tcp", "udp", "sctp")
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+# The groups a rule's words belong to, in the order a reviewer reads them.
+PORTS = "published ports"
+ISOLATION = "isolation"
+INTERNAL = "internal"
+ICC = "icc"
+MASQUERADE = "masquerade"
+HAIRPIN = "hairpin"
+GUARD = "localhost guard"
+REPLIES = "replies"
+GROUPS = (PORTS, ISOLATION, INTERNAL, ICC, MASQUERADE, HAIRPIN, GUARD, REPLIES)
+
+# nft's own parser takes comments of at most 128 bytes (NFTNL_UDATA_COMMENT_MAXLEN): longer ones
+# pass the JSON path but make `nft list table` output that `nft -f` refuses to load again.
+COMMENT_MAX = 128
+
+
+@dataclass(frozen=True)
+class Table:
+    """The project's table: the nftables document and every rule in words, as (group, words)
+    pairs sorted by group (GROUPS). Each rule's `comment` is "GROUP: WORDS", cut to 128 bytes."""
+
+    document: dict[str, Any]
+    rules: tuple[tuple[str, str], ...]
 
 
 def ruleset(summary: Summary) -> dict[str, Any]:
     """The nftables JSON document (`{"nftables": [...]}`) that (re)creates this project's table."""
+    return table(summary).document
+
+
+def table(summary: Summary) -> Table:
+    """The document that (re)creates this project's table, with its rules in words."""
     builder = _Builder(summary.table)
     networks = [n for n in summary.networks if n.bridge]
     by_name = {n.name: n for n in networks}
+    _localhost_guard(builder)
+    _forward(builder, networks)
+    _nat(builder, networks, list(_port_targets(summary, by_name)))
+    return Table(builder.document(), builder.words())
 
+
+def _localhost_guard(builder: "_Builder") -> None:
+    builder.chain("localhost", "filter", "prerouting", -300)
+    for field, words in (("daddr", "to"), ("saddr", "from")):
+        builder.rule("localhost", _iif("lo", "!="), _match({"payload": {"protocol": "ip", "field": field}},
+                                                           _addr_right(_LOOPBACK)), _DROP,
+                     group=GUARD, words=f"{words} {_LOOPBACK} through any interface but lo: dropped")
+
+
+def _forward(builder: "_Builder", networks: list[NetworkState]) -> None:
     builder.chain("forward", "filter", "forward", 0)
     for net in networks:
-        br = net.bridge
+        br, name = net.bridge, net.name
         if net.internal:
-            builder.rule("forward", _iif(br), _oif(br, "!="), _DROP)
-            builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
-    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT)
+            builder.rule("forward", _iif(br), _oif(br, "!="), _DROP,
+                         group=INTERNAL, words=f"{name} internal: no way out of {br}")
+            builder.rule("forward", _oif(br), _iif(br, "!="), _DROP,
+                         group=INTERNAL, words=f"{name} internal: no way into {br}")
     # A published port is open to every container, as it is behind Docker's userland proxy
-    # (even to its neighbours on an `enable_icc: false` bridge).
-    builder.rule("forward", _CT_DNAT, _ACCEPT)
+    # (even to its neighbours on an `enable_icc: false` bridge, or on another network).
+    builder.rule("forward", _CT_DNAT, _ACCEPT, group=PORTS,
+                 words="to a published port: forwarded from anywhere, every container included")
+    # Docker's isolation: nothing from one compose-net bridge into another, whatever conntrack
+    # says (before the established/related accept, as Docker's DOCKER-ISOLATION chains come
+    # first): otherwise a container could forge ICMP errors, which conntrack calls "related",
+    # into the masqueraded flows of another network's containers.
+    for net in networks:
+        br, name = net.bridge, net.name
+        for pattern in BRIDGE_PATTERNS:
+            if pattern == br:
+                continue
+            neighbours = [n.name for n in networks if n is not net and fnmatch.fnmatchcase(n.bridge, pattern)]
+            into = "the legacy bridge" if pattern == "cn0" else "any other compose-net network"
+            into = ", ".join(neighbours + [f"{into} ({pattern})"])
+            builder.rule("forward", _iif(br), _oif(br, "!="), _oif(pattern), _DROP,
+                         group=ISOLATION, words=f"{name} -> {into}: dropped")
+    builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT,
+                 group=REPLIES, words="replies and related packets of allowed connections: accepted")
     for net in networks:
         if not net.icc:
             br = net.bridge
-            builder.rule("forward", _iif(br), _oif(br), _DROP)
+            builder.rule("forward", _iif(br), _oif(br), _DROP,
+                         group=ICC, words=f"{net.name} container to container on {br}: dropped")
     for net in networks:
-        br = net.bridge
-        # Docker's isolation: nothing from one compose-net bridge into another ...
-        for pattern in BRIDGE_PATTERNS:
-            if pattern != br:
-                builder.rule("forward", _iif(br), _oif(br, "!="), _oif(pattern), _DROP)
-        # ... and no new connection into a bridge from elsewhere (other bridges, other hosts
-        # routing to container addresses): only replies and published ports, as Docker's
-        # FORWARD policy drop leaves it. The host itself reaches containers (output, not forward).
-        builder.rule("forward", _oif(br), _iif(br, "!="), _DROP)
+        br, name = net.bridge, net.name
+        # No new connection into a bridge from elsewhere (other bridges, other hosts routing to
+        # container addresses): only replies and published ports, as Docker's FORWARD policy
+        # drop leaves it. The host itself reaches containers (output, not forward).
+        builder.rule("forward", _oif(br), _iif(br, "!="), _DROP,
+                     group=ISOLATION, words=f"anywhere else -> {name} ({br}), new connections: dropped")
 
-    targets = list(_port_targets(summary, by_name))
-    postrouting: list[list[dict[str, Any]]] = []
+
+def _nat(builder: "_Builder", networks: list[NetworkState], targets: list["_PortTarget"]) -> None:
+    postrouting: list[tuple[list[dict[str, Any]], str, str]] = []
     for net in networks:
         if net.internal or not net.masquerade:
             continue
         for sub in net.subnets:
-            postrouting.append([_saddr(sub.subnet), _oif(net.bridge, "!="), _MASQUERADE])
+            subnet = sub.subnet
+            postrouting.append(([_saddr(subnet), _oif(net.bridge, "!="), _MASQUERADE], MASQUERADE,
+                                f"{subnet} ({net.name}) out of any interface but {net.bridge}: masqueraded"))
     if targets:
         builder.chain("ports")
-        for chain, hook in (("prerouting", "prerouting"), ("output", "output")):
+        for chain, hook, words in (
+                ("prerouting", "prerouting", "from outside or from a container"),
+                ("output", "output", "from the host itself, 127.0.0.1 included")):
             builder.chain(chain, "nat", hook, -100)
             builder.rule(chain, _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local"),
-                         {"jump": {"target": "ports"}})
-        loop_bridges: list[str] = []
+                         {"jump": {"target": "ports"}},
+                         group=PORTS, words=f"to any host address {words}: the ports above apply")
+        loop_bridges: list[tuple[str, str]] = []  # (bridge, network name)
         hairpin: list[tuple[str, int]] = []
         for target in targets:
-            builder.rule("ports", *target.dnat_rule())
-            if target.address.version == 4 and target.bridge not in loop_bridges:
-                loop_bridges.append(target.bridge)
+            builder.rule("ports", *target.dnat_rule(), group=PORTS, words=target.words(), first=True)
+            if target.address.version == 4 and (target.bridge, target.network) not in loop_bridges:
+                loop_bridges.append((target.bridge, target.network))
             if (target.bridge, target.address.version) not in hairpin:
                 hairpin.append((target.bridge, target.address.version))
-        for br in loop_bridges:
-            postrouting.append([_oif(br), _saddr(ipaddress.ip_network("127.0.0.0/8")), _MASQUERADE])
+        for bridge, name in loop_bridges:
+            postrouting.append(([_oif(bridge), _saddr(_LOOPBACK), _MASQUERADE], PORTS,
+                                f"{_LOOPBACK} into {bridge} ({name}): masqueraded to its gateway"))
         # Hairpin: a container reaching a published port of its own network (itself included)
         # through a host address must see the reply come back through the host, not directly.
         for net in networks:
             for sub in net.subnets:
-                if (net.bridge, sub.subnet.version) in hairpin:
-                    postrouting.append([_oif(net.bridge), _saddr(sub.subnet), _CT_DNAT, _MASQUERADE])
+                subnet = sub.subnet
+                if (net.bridge, subnet.version) in hairpin:
+                    postrouting.append(([_oif(net.bridge), _saddr(subnet), _CT_DNAT, _MASQUERADE], HAIRPIN,
+                                        f"{subnet} back into {net.bridge} ({net.name}) "
+                                        f"through a published port: masqueraded"))
     if postrouting:
         builder.chain("postrouting", "nat", "postrouting", 100)
-        for exprs in postrouting:
-            builder.rule("postrouting", *exprs)
-    return builder.document()
+        for exprs, group, words in postrouting:
+            builder.rule("postrouting", *exprs, group=group, words=words)
 
 
 # --- published ports --------------------------------------------------------------------------
@@ -123,20 +208,33 @@ def ruleset(summary: Summary) -> dict[str, Any]:
 class _PortTarget:
     """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
 
-    def __init__(self, port: PortState, address: IPAddress, bridge: str, host_ip: Optional[IPAddress]):
+    def __init__(self, container: str, port: PortState, address, bridge: str, network: str, host_ip):
+        self.container = container
         self.port = port
         self.address = address
         self.bridge = bridge
+        self.network = network  # the network's name
         self.host_ip = host_ip
 
-    def dnat_rule(self) -> list[dict[str, Any]]:
+    def _ranges(self) -> tuple[int, int, int, int]:
         port = self.port
-        proto = port.protocol
+        return (port.published, port.published_end or port.published, port.target, port.target_end or port.target)
+
+    def words(self) -> str:
+        """`0.0.0.0:8080 -> shop-web-1 172.18.0.2:80/tcp`, a binding as `ps` shows one."""
+        published, published_end, target, target_end = self._ranges()
+        v6 = self.address.version == 6
+        host = str(self.host_ip) if self.host_ip is not None else ("::" if v6 else "0.0.0.0")
+        host, address = (f"[{host}]", f"[{self.address}]") if v6 else (host, str(self.address))
+        proto = self.port.protocol
+        return (f"{host}:{_span(published, published_end)} -> {self.container} "
+                f"{address}:{_span(target, target_end)}/{proto}")
+
+    def dnat_rule(self) -> list[dict[str, Any]]:
+        proto = self.port.protocol
         if proto not in _L4:
             raise PlanError(f"published port protocol {proto!r} is not one of {', '.join(_L4)}")
-        published = port.published
-        published_end = port.published_end or published
-        target, target_end = port.target, port.target_end or port.target
+        published, published_end, target, target_end = self._ranges()
         span, target_span = published_end - published, target_end - target
         dport = {"payload": {"protocol": proto, "field": "dport"}}
         family = "ip" if self.address.version == 4 else "ip6"
@@ -164,6 +262,10 @@ class _PortTarget:
         return exprs
 
 
+def _span(first: int, last: int) -> str:
+    return f"{first}-{last}" if last != first else str(first)
+
+
 def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterable[_PortTarget]:
     containers = {c.name: c for c in summary.containers}
     for container in summary.containers:
@@ -173,7 +275,7 @@ def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterab
         iface = _published_interface(owner, networks)
         if iface is None:
             continue  # only internal networks (or none): Docker publishes nothing reachable either
-        bridge = networks[iface.network].bridge
+        bridge, network = networks[iface.network].bridge, iface.network
         v4 = iface.ipv4.ip if iface.ipv4 else None
         v6 = iface.ipv6.ip if iface.ipv6 else None
         for port in container.ports:
@@ -182,10 +284,10 @@ def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterab
             host_ip = port.host_ip
             if host_ip is None or host_ip.version == 4:
                 if v4 is not None:
-                    yield _PortTarget(port, v4, bridge, host_ip)
+                    yield _PortTarget(container.name, port, v4, bridge, network, host_ip)
             if host_ip is None or host_ip.version == 6:
                 if v6 is not None:
-                    yield _PortTarget(port, v6, bridge, host_ip)
+                    yield _PortTarget(container.name, port, v6, bridge, network, host_ip)
 
 
 def published_interface(summary: Summary, container: ContainerState) -> Optional[InterfaceState]:
@@ -255,6 +357,7 @@ class _Builder:
         self.table = table
         self.chains: list[dict[str, Any]] = []
         self.rules: list[dict[str, Any]] = []
+        self.explained: list[tuple[str, str]] = []
 
     def chain(self, name: str, type_: Optional[str] = None, hook: Optional[str] = None, prio: int = 0) -> None:
         chain: dict[str, Any] = {"family": FAMILY, "table": self.table, "name": name}
@@ -262,9 +365,15 @@ class _Builder:
             chain.update({"type": type_, "hook": hook, "prio": prio, "policy": "accept"})
         self.chains.append({"add": {"chain": chain}})
 
-    def rule(self, chain: str, *exprs: dict[str, Any]) -> None:
+    def rule(self, chain: str, *exprs: dict[str, Any], group: str, words: str, first: bool = False) -> None:
+        """A rule with its words; `first` puts them ahead of the rest of their group."""
         self.rules.append({"add": {"rule": {
-            "family": FAMILY, "table": self.table, "chain": chain, "expr": list(exprs)}}})
+            "family": FAMILY, "table": self.table, "chain": chain, "expr": list(exprs),
+            "comment": comment(group, words)}}})
+        self.explained.append((GROUPS.index(group), not first, group, words))
+
+    def words(self) -> tuple[tuple[str, str], ...]:
+        return tuple((group, words) for *_, group, words in sorted(self.explained, key=lambda x: x[:2]))
 
     def document(self) -> dict[str, Any]:
         table = {"table": {"family": FAMILY, "name": self.table}}
@@ -274,6 +383,13 @@ class _Builder:
             {"add": table}, {"delete": table}, {"add": table},
             *self.chains, *self.rules,
         ]}
+
+
+def comment(group: str, words: str) -> str:
+    """A rule's nft comment: "GROUP: WORDS" in printable ASCII without quotes or backslashes
+    (`nft list` prints comments unescaped), cut to COMMENT_MAX bytes with "..." when longer."""
+    text = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "?" for ch in f"{group}: {words}")
+    return text if len(text) <= COMMENT_MAX else text[:COMMENT_MAX - 3] + "..."
 
 
 # --- comparing a table with its ruleset -------------------------------------------------------

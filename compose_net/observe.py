@@ -56,9 +56,17 @@ class RouteFacts:
 
 @dataclass(frozen=True)
 class NamespaceFacts:
+    inode: int = 0  # the namespace's identity: every name of one namespace has the same
     links: Mapping[str, LinkFacts] = field(default_factory=dict)
     routes: frozenset[RouteFacts] = frozenset()
     sysctls: Mapping[str, Optional[str]] = field(default_factory=dict)  # those asked for; None: no such key
+
+
+@dataclass(frozen=True)
+class UtsFacts:
+    inode: int
+    hostname: str
+    domainname: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Observed:
     # names under /run/netns that are no namespace (what a crash between claiming a name and
     # mounting the namespace on it leaves)
     stale_netns: frozenset[str] = frozenset()
+    uts: Mapping[str, Optional[UtsFacts]] = field(default_factory=dict)  # /run/utsns names; None: absent
 
     def namespace(self, ns: Optional[str]) -> Optional[NamespaceFacts]:
         return self.host if ns is None else self.namespaces.get(ns)
@@ -100,6 +109,7 @@ class Query:
     files: frozenset[str] = frozenset()
     tables: frozenset[tuple[str, str]] = frozenset()
     dns: frozenset[str] = frozenset()
+    uts: frozenset[str] = frozenset()
 
 
 # ops that name a link of the namespace they work in (`ns`; None: the host)
@@ -115,6 +125,7 @@ def query(ops: Iterable[O.Op]) -> Query:
     files: set[str] = set()
     tables: set[tuple[str, str]] = set()
     dns: set[str] = set()
+    uts: set[str] = set()
     for op in ops:
         ns = getattr(op, "ns", None)
         if ns:
@@ -129,6 +140,12 @@ def query(ops: Iterable[O.Op]) -> Query:
                 ipv6.add(ns)
         if isinstance(op, (O.NetnsCreate, O.NetnsDelete)):
             namespaces.add(op.name)
+        elif isinstance(op, O.NetnsAlias):
+            namespaces.update((op.name, op.target))
+        elif isinstance(op, (O.UtsCreate, O.UtsDelete)):
+            uts.add(op.name)
+        elif isinstance(op, O.UtsAlias):
+            uts.update((op.name, op.target))
         elif isinstance(op, O.VethCreate):
             namespaces.add(op.peer_ns)
             kinds.add((op.peer_ns, "veth"))
@@ -143,7 +160,7 @@ def query(ops: Iterable[O.Op]) -> Query:
         elif isinstance(op, (O.DnsStart, O.DnsStop)):
             dns.add(op.project)
     return Query(frozenset(host_links), frozenset(namespaces), frozenset(ipv6), frozenset(kinds),
-                 frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns))
+                 frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns), frozenset(uts))
 
 
 # --- reading the kernel ----------------------------------------------------------------------
@@ -167,7 +184,7 @@ def read(q: Query) -> Observed:
     stale = frozenset(name for name, facts in inside.items() if facts is None and os.path.lexists(netns.path(name)))
     return Observed(host=host, namespaces=inside, files={path: _read_file(path) for path in q.files},
                     tables={t: _table_shape(*t) for t in q.tables}, dns={p: _dns_facts(p) for p in q.dns},
-                    stale_netns=stale)
+                    stale_netns=stale, uts={name: _uts_facts(name) for name in q.uts})
 
 
 def _host_facts(q: Query) -> NamespaceFacts:
@@ -223,7 +240,8 @@ def _inside(name: str, home: int, sysctls: set[str], ipv6: bool, kinds: tuple[st
     if fd is None:
         return None
     try:
-        return netns.run_inside(fd, home, lambda: _namespace_facts(sysctls, ipv6, kinds))
+        facts = netns.run_inside(fd, home, lambda: _namespace_facts(sysctls, ipv6, kinds))
+        return dataclasses.replace(facts, inode=os.fstat(fd).st_ino)
     except OSError:
         return None
     finally:
@@ -238,6 +256,13 @@ def _namespace_facts(sysctls: set[str], ipv6: bool, kinds: tuple[str, ...]) -> N
     links, routes = netlink.read_namespace(ipv6, kinds)
     return NamespaceFacts(links={link.name: link for link in links}, routes=frozenset(routes),
                           sysctls={key: _read_sysctl(key) for key in sysctls})
+
+
+def _uts_facts(name: str) -> Optional[UtsFacts]:
+    from compose_net.executor import namespaces as netns
+
+    found = netns.read_uts(name)
+    return UtsFacts(*found) if found is not None else None
 
 
 def _read_sysctl(key: str) -> Optional[str]:

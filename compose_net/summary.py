@@ -116,8 +116,10 @@ class ContainerState:
     index: int = 1
     id: str = ""
     netns: Optional[str] = None  # None: the host's namespace (network_mode host)
+    uts: Optional[str] = None  # its UTS namespace under /run/utsns (None: the host's)
     network_mode: Optional[str] = None
-    shares: Optional[str] = None  # network_mode service:X: the container whose namespace it joins
+    shares: Optional[str] = None  # network_mode service:X: the container whose namespaces it joins (its
+    #                               own `netns` and `uts` are second names for that one's)
     hostname: Optional[str] = None
     domainname: Optional[str] = None
     dns: tuple[IPAddress, ...] = ()

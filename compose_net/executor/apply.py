@@ -271,6 +271,34 @@ def _netns_delete(ap: Applier, seq: int, op: O.NetnsDelete) -> None:
     ap.direct(seq, op, delete)
 
 
+def _claimed(what: str, name: str, action: Callable[[], object]) -> Callable[[], None]:
+    """`action`, with a name someone already holds reported as such (EEXIST: not ours to undo)."""
+    def run() -> None:
+        try:
+            action()
+        except FileExistsError:
+            raise OSError(errno.EEXIST, f"{what} {name} already exists") from None
+
+    return run
+
+
+def _netns_alias(ap: Applier, seq: int, op: O.NetnsAlias) -> None:
+    ap.direct(seq, op, _claimed("network namespace", op.name, lambda: namespaces.alias(op.name, op.target)))
+
+
+def _uts_create(ap: Applier, seq: int, op: O.UtsCreate) -> None:
+    ap.direct(seq, op, _claimed("uts namespace", op.name,
+                                lambda: namespaces.create_uts(op.name, op.hostname, op.domainname)))
+
+
+def _uts_alias(ap: Applier, seq: int, op: O.UtsAlias) -> None:
+    ap.direct(seq, op, _claimed("uts namespace", op.name, lambda: namespaces.alias(op.name, op.target, uts=True)))
+
+
+def _uts_delete(ap: Applier, seq: int, op: O.UtsDelete) -> None:
+    ap.direct(seq, op, lambda: namespaces.delete_uts(op.name))
+
+
 def _sysctl(ap: Applier, seq: int, op: O.SysctlSet) -> None:
     key = op.key if "/" in op.key else op.key.replace(".", "/")
     path = "/proc/sys/" + key
@@ -462,6 +490,10 @@ HANDLERS: dict[str, Callable[[Applier, int, O.Op], None]] = {
     O.SysctlSet.kind: _sysctl,
     O.NetnsCreate.kind: _netns_create,
     O.NetnsDelete.kind: _netns_delete,
+    O.NetnsAlias.kind: _netns_alias,
+    O.UtsCreate.kind: _uts_create,
+    O.UtsAlias.kind: _uts_alias,
+    O.UtsDelete.kind: _uts_delete,
     O.BridgeCreate.kind: _bridge_create,
     O.VethCreate.kind: _veth_create,
     O.MacvlanCreate.kind: _macvlan_create,

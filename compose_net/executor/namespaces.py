@@ -1,10 +1,16 @@
-"""Network namespaces the iproute2 way, without forking.
+"""Network and UTS namespaces the iproute2 way, without forking.
 
 A namespace is made by `unshare(CLONE_NEWNET)` on the calling thread and kept by bind-mounting
 `/proc/thread-self/ns/net` onto `/run/netns/NAME`, so `ip netns exec NAME` and `nsenter` find it.
 The thread always returns to its home namespace in a `finally`. We never switch mount
 namespaces: the bind mount must be visible to every process, which is why `/run/netns` is made a
 shared mount point exactly as iproute2 does.
+
+A container's hostname lives in a UTS namespace of its own, kept the same way at
+`/run/utsns/NAME` (beside `/run/netns/NAME`, same name: `nsenter --uts=/run/utsns/NAME`); it is
+made with its hostname (and NIS domain name) set, so every `exec` that enters it sees the same.
+A second name for a namespace (a `network_mode: service:X` container's) is one more bind mount of
+the same namespace file: the kernel keeps the namespace while any name or process holds it.
 
 Python 3.11 has no `os.unshare`/`os.setns`, hence ctypes.
 """
@@ -18,8 +24,10 @@ import os
 from typing import Callable, Optional, TypeVar
 
 NETNS_RUN_DIR = "/run/netns"
+UTSNS_RUN_DIR = "/run/utsns"
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
@@ -30,6 +38,8 @@ _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.unshare.argtypes = (ctypes.c_int,)
 _libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+_libc.setdomainname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
 
 T = TypeVar("T")
 
@@ -48,28 +58,37 @@ def path(name: str) -> str:
     return os.path.join(NETNS_RUN_DIR, name)
 
 
+def uts_path(name: str) -> str:
+    return os.path.join(UTSNS_RUN_DIR, name)
+
+
 def exists(name: str) -> bool:
     return os.path.exists(path(name))
 
 
-_run_dir_ready = False
+def uts_exists(name: str) -> bool:
+    return os.path.exists(uts_path(name))
 
 
-def ensure_run_dir() -> None:
-    """Create /run/netns as a shared mount point (as `ip netns add` does), once per process."""
-    global _run_dir_ready
-    if _run_dir_ready:
+_run_dirs_ready: set[str] = set()
+
+
+def ensure_run_dir(directory: str = NETNS_RUN_DIR) -> None:
+    """Create `directory` as a shared mount point (as `ip netns add` does for /run/netns), once
+    per process: a name unmounted here then goes from the copies other mount namespaces (an `ip
+    netns exec` running) hold too, so the namespace is freed."""
+    if directory in _run_dirs_ready:
         return
-    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
     try:
-        _mount("", NETNS_RUN_DIR, MS_SHARED | MS_REC)
+        _mount("", directory, MS_SHARED | MS_REC)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
         # Not a mount point yet: bind it onto itself, then it can be made shared.
-        _mount(NETNS_RUN_DIR, NETNS_RUN_DIR, MS_BIND | MS_REC)
-        _mount("", NETNS_RUN_DIR, MS_SHARED | MS_REC)
-    _run_dir_ready = True
+        _mount(directory, directory, MS_BIND | MS_REC)
+        _mount("", directory, MS_SHARED | MS_REC)
+    _run_dirs_ready.add(directory)
 
 
 def home_fd() -> int:
@@ -81,8 +100,20 @@ def open_fd(name: str) -> int:
     return os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
 
 
-def _setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+def _setns(fd: int, kind: int = CLONE_NEWNET) -> None:
+    _check(_libc.setns(fd, kind), "setns")
+
+
+def _claim(target: str) -> None:
+    """Create the empty file a namespace is mounted on, failing if the name is taken."""
+    os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+
+
+def _unclaim(target: str, mounted: bool) -> None:
+    if mounted:
+        _libc.umount2(target.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
 
 
 def create(name: str, home: int, inside: Callable[[], T]) -> tuple[int, T]:
@@ -92,7 +123,7 @@ def create(name: str, home: int, inside: Callable[[], T]) -> tuple[int, T]:
     exclusively first, so a namespace of the same name that is not ours is never touched."""
     ensure_run_dir()
     target = path(name)
-    os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    _claim(target)
     mounted = False
     try:
         _check(_libc.unshare(CLONE_NEWNET), "unshare")
@@ -109,17 +140,72 @@ def create(name: str, home: int, inside: Callable[[], T]) -> tuple[int, T]:
             _setns(home)
         return fd, value
     except BaseException:
-        if mounted:
-            _libc.umount2(target.encode(), MNT_DETACH)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
+        _unclaim(target, mounted)
         raise
 
 
+def create_uts(name: str, hostname: str, domainname: str | None = None) -> None:
+    """Create UTS namespace NAME (kept at /run/utsns/NAME) with `hostname` and, if given, the NIS
+    `domainname` set in it, as a container's. The name is claimed exclusively first."""
+    ensure_run_dir(UTSNS_RUN_DIR)
+    target = uts_path(name)
+    _claim(target)
+    mounted = False
+    home = os.open("/proc/thread-self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.unshare(CLONE_NEWUTS), "unshare")
+        try:
+            for call, value, what in ((_libc.sethostname, hostname, "sethostname"),
+                                      (_libc.setdomainname, domainname, "setdomainname")):
+                if value:
+                    raw = value.encode()
+                    _check(call(raw, len(raw)), what)
+            _mount("/proc/thread-self/ns/uts", target, MS_BIND)
+            mounted = True
+        finally:
+            _setns(home, CLONE_NEWUTS)
+    except BaseException:
+        _unclaim(target, mounted)
+        raise
+    finally:
+        os.close(home)
+
+
+def alias(name: str, target: str, uts: bool = False) -> None:
+    """Give the namespace named `target` a second name `name` (network, or UTS with `uts`)."""
+    where = uts_path if uts else path
+    ensure_run_dir(UTSNS_RUN_DIR if uts else NETNS_RUN_DIR)
+    if not os.path.exists(where(target)):
+        raise FileNotFoundError(errno.ENOENT, f"{where(target)} does not exist")
+    _claim(where(name))
+    try:
+        _mount(where(target), where(name), MS_BIND)
+    except BaseException:
+        _unclaim(where(name), False)
+        raise
+
+
+def enter_uts(name: str) -> None:
+    """Move the calling thread into UTS namespace NAME (for a process about to exec)."""
+    fd = os.open(uts_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd, CLONE_NEWUTS)
+    finally:
+        os.close(fd)
+
+
 def delete(name: str) -> bool:
-    """Unregister namespace NAME; False when it was already gone. The kernel frees the
+    """Unregister network namespace NAME; False when it was already gone. The kernel frees the
     namespace (and the links still in it) once nothing else holds it."""
-    target = path(name)
+    return _unregister(path(name))
+
+
+def delete_uts(name: str) -> bool:
+    """Unregister UTS namespace NAME; False when it was already gone."""
+    return _unregister(uts_path(name))
+
+
+def _unregister(target: str) -> bool:
     if not os.path.lexists(target):
         return False
     if _libc.umount2(target.encode(), MNT_DETACH) != 0:
@@ -163,3 +249,45 @@ def _nsfs_dev() -> int:
     if not _NSFS_DEV:
         _NSFS_DEV.append(os.stat("/proc/self/ns/net").st_dev)
     return _NSFS_DEV[0]
+
+
+def read_uts(name: str) -> Optional[tuple[int, str, str]]:
+    """(inode, hostname, NIS domain name) of UTS namespace NAME as registered under /run/utsns,
+    or None when there is no such namespace. Read on a thread of its own, which enters it."""
+    try:
+        fd = os.open(uts_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    found: list[tuple[int, str, str]] = []
+
+    def look() -> None:  # a thread that ends here: it never needs to go back
+        try:
+            _setns(fd, CLONE_NEWUTS)
+            with open("/proc/sys/kernel/domainname") as fh:
+                domain = fh.read().strip()
+            found.append((os.fstat(fd).st_ino, os.uname().nodename, domain))
+        except OSError:
+            pass
+
+    try:
+        if os.fstat(fd).st_dev != _nsfs_dev():
+            return None
+        import threading
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    return found[0] if found else None
+
+
+def inode(name: str) -> Optional[int]:
+    """The namespace inode behind /run/netns/NAME (the same for every name of one namespace)."""
+    fd = open_registered(name)
+    if fd is None:
+        return None
+    try:
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)

@@ -4,7 +4,8 @@
   external network's bridge) exists or is created earlier in the plan;
 - the kernel has a driver for every link kind the plan creates in namespaces (this machine, for
   one, has no ipvlan);
-- no name the plan creates (namespace, host link) is already taken by something not ours.
+- no name the plan creates (network or UTS namespace, host link) is already taken by something
+  not ours.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ def _check(ops: list[tuple[int, O.Op]], sock: Rtnl, ours: frozenset, present: fr
                 raise RuntimeFailure(
                     f"{what} {name} does not exist (needed by {target}: op {seq}, {op.describe()}); nothing was changed"
                 )
-        if isinstance(op, O.NetnsCreate):
+        if isinstance(op, (O.NetnsCreate, O.NetnsAlias)):
             if ("netns", op.name) not in ours and namespaces.exists(op.name):
                 raise RuntimeFailure(
                     f"network namespace {op.name} already exists and is not this project's; nothing was changed"
+                )
+        if isinstance(op, (O.UtsCreate, O.UtsAlias)):
+            if ("uts", op.name) not in ours and namespaces.uts_exists(op.name):
+                raise RuntimeFailure(
+                    f"uts namespace {namespaces.uts_path(op.name)} already exists and is not this "
+                    f"project's; nothing was changed"
                 )
         if isinstance(op, _HOST_LINK_CREATORS):
             if ("link", None, op.name) not in ours and op.name not in made and host_has(op.name):

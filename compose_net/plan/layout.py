@@ -263,7 +263,9 @@ class Layout:
             if host is None:
                 self.warnings.append(f"{c.name}: network_mode {svc.network_mode!r} names no container here")
                 return Box(c, svc, UNSUPPORTED, None, hostname=hostname)
-            return Box(c, svc, mode, host.netns, shares=host.container.name, hostname=host.hostname,
+            # its own names for the host's namespaces (none when the host has none: host mode)
+            netns = naming.netns_name(c.name) if host.netns else None
+            return Box(c, svc, mode, netns, shares=host.container.name, hostname=host.hostname,
                        embedded_dns=host.embedded_dns)
         box = Box(c, svc, mode, naming.netns_name(c.name), hostname=hostname)
         if mode == NONE:
@@ -490,7 +492,8 @@ class Layout:
                 aliases=it.aliases, link_local=lay.link_local))
         return ContainerState(
             name=c.name, service=c.service, index=c.index, id=naming.container_id(self.project.name, c.name),
-            netns=box.netns, network_mode=svc.network_mode, shares=box.shares, hostname=box.hostname or None,
+            netns=box.netns, uts=box.netns if box.mode not in (HOST, UNSUPPORTED) else None,
+            network_mode=svc.network_mode, shares=box.shares, hostname=box.hostname or None,
             domainname=svc.domainname, dns=svc.dns, dns_search=svc.dns_search, dns_opt=svc.dns_opt,
             links=tuple(LinkState(link.service, link.alias) for link in svc.links), interfaces=tuple(ifaces),
             ports=tuple(box.ports), expose=svc.expose, embedded_dns=box.embedded_dns)

@@ -10,8 +10,8 @@ Each op is a frozen dataclass with
   with its owner anyway (an address with its link, anything inside a namespace with the namespace),
 - `note`: why the planner chose this (IPAM reasons); not part of the op's identity.
 
-Object keys: ("netns", name) · ("link", ns, name) · ("file", path) · ("nft", family, table) ·
-("dns", project) · ("group", number).
+Object keys: ("netns", name) · ("uts", name) · ("link", ns, name) · ("file", path) ·
+("nft", family, table) · ("dns", project) · ("group", number).
 """
 
 from __future__ import annotations
@@ -77,6 +77,16 @@ class Op:
         applied again (an address on a link, a bridge port on its bridge)."""
         return self.owners()
 
+    def details(self) -> tuple[str, ...]:
+        """More lines for a reviewer under `describe()` (the firewall's rules in words)."""
+        return ()
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """An op's JSON as an older compose-net journaled it, in today's form: `down` must read
+        the journals of projects brought up before an upgrade."""
+        return data
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.kind}
         for f in dataclasses.fields(self):
@@ -91,6 +101,7 @@ class Op:
 
 def op_from_json(data: dict[str, Any]) -> Op:
     cls = OPS[data["op"]]
+    data = cls.upgrade(data)
     kwargs = {}
     for name, hint in _field_hints(cls):
         if name in data:
@@ -196,6 +207,87 @@ class NetnsDelete(Op):
 
     def deletes(self) -> tuple[Key, ...]:
         return (("netns", self.name),)
+
+
+@dataclass(frozen=True)
+class NetnsAlias(Op):
+    """A second name for network namespace `target`: /run/netns/NAME, one more bind mount of the
+    same namespace (a `network_mode: service:X` container's own name for X's namespace).
+    `target_plan` is a digest of the target container's planned ops: when the target is made
+    anew, the name must be made anew too (it would keep the old namespace alive)."""
+
+    kind: ClassVar[str] = "netns_alias"
+    name: str
+    target: str
+    target_plan: str = ""
+
+    def describe(self) -> str:
+        return f"netns {self.name}, a second name for {self.target}'s"
+
+    def inverse(self) -> Op:
+        return NetnsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("netns", self.name),)
+
+    def depends(self) -> tuple[Key, ...]:
+        return (("netns", self.target),)
+
+
+@dataclass(frozen=True)
+class UtsCreate(Op):
+    """A UTS namespace registered as /run/utsns/NAME (bind mount) with the container's hostname
+    (and NIS domain name, if any) set in it: what `compose-net exec` enters beside the netns."""
+
+    kind: ClassVar[str] = "uts_create"
+    name: str
+    hostname: str
+    domainname: Optional[str] = None
+
+    def describe(self) -> str:
+        domain = f", domainname {self.domainname}" if self.domainname else ""
+        return f"uts namespace {self.name}, hostname {self.hostname}{domain}"
+
+    def inverse(self) -> Op:
+        return UtsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
+
+
+@dataclass(frozen=True)
+class UtsAlias(Op):
+    """A second name for UTS namespace `target` (/run/utsns/NAME); see NetnsAlias."""
+
+    kind: ClassVar[str] = "uts_alias"
+    name: str
+    target: str
+    target_plan: str = ""
+
+    def describe(self) -> str:
+        return f"uts namespace {self.name}, a second name for {self.target}'s"
+
+    def inverse(self) -> Op:
+        return UtsDelete(self.unit, self.name)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
+
+    def depends(self) -> tuple[Key, ...]:
+        return (("uts", self.target),)
+
+
+@dataclass(frozen=True)
+class UtsDelete(Op):
+    kind: ClassVar[str] = "uts_delete"
+    removal: ClassVar[bool] = True
+    name: str
+
+    def describe(self) -> str:
+        return f"delete uts namespace {self.name}"
+
+    def deletes(self) -> tuple[Key, ...]:
+        return (("uts", self.name),)
 
 
 # --- links ---------------------------------------------------------------------------------
@@ -512,17 +604,41 @@ class FileRemove(Op):
 @dataclass(frozen=True)
 class NftApply(Op):
     """The project's whole nftables table, replaced in one atomic `nft -j -f -` transaction.
-    `ruleset` is the JSON text of the `{"nftables": [...]}` document."""
+    `ruleset` is the `{"nftables": [...]}` document (`firewall.table()`); `rules` are its rules
+    in words, (group, words) pairs in the order a reviewer reads them, which each rule's nft
+    comment repeats. The words follow from the ruleset, so they are not part of the op's identity."""
 
     kind: ClassVar[str] = "nft_apply"
     in_place: ClassVar[bool] = True
     family: str
     table: str
-    ruleset: str
+    ruleset: dict[str, Any]
+    rules: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def describe(self) -> str:
-        rules = self.ruleset.count('"rule"')
+        rules = sum(1 for item in self.ruleset.get("nftables", ()) if "rule" in item.get("add", {}))
         return f"nftables table {self.family} {self.table} ({rules} rules, one transaction)"
+
+    def __hash__(self) -> int:
+        # the document is a dict: the table's name is enough to place the op in a set
+        return hash((self.kind, self.unit, self.family, self.table))
+
+    def details(self) -> tuple[str, ...]:
+        lines: list[str] = []
+        group = None
+        for name, words in self.rules:
+            if name != group:
+                group = name
+                lines.append(f"{name}:")
+            lines.append(f"  {words}")
+        return tuple(lines)
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # Until issue 7 the document was journaled as JSON text, a string inside the op's JSON.
+        if isinstance(data.get("ruleset"), str):
+            return {**data, "ruleset": json.loads(data["ruleset"])}
+        return data
 
     def inverse(self) -> Op:
         return NftDelete(self.unit, self.family, self.table)

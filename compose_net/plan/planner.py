@@ -15,15 +15,16 @@ state; the firewall's one table; the DNS server.
 from __future__ import annotations
 
 import gc
+import hashlib
 import ipaddress
-import json
 from typing import Any, Optional
 
 from compose_net import drivers, naming, summary as summaries
 from compose_net.drivers.base import HOST, SHARES, UNSUPPORTED
 from compose_net.model import Project
 from compose_net.plan.layout import HOSTS_HEADER, Box, Layout, layout as _layout, one_token  # noqa: F401 (re-exported)
-from compose_net.plan.ops import DnsStart, FileWrite, NetnsCreate, NftApply, Op, Plan, RouteAdd, SysctlSet
+from compose_net.plan.ops import (DnsStart, FileWrite, NetnsAlias, NetnsCreate, NftApply, Op, Plan, RouteAdd,
+                                  SysctlSet, UtsAlias, UtsCreate)
 from compose_net.probe import HostFacts
 
 DEFAULT_V4 = ipaddress.IPv4Network("0.0.0.0/0")
@@ -38,8 +39,8 @@ def summary(project: Project, facts: Optional[HostFacts] = None) -> summaries.Su
 def firewall_op(summary: summaries.Summary) -> Op:
     from compose_net import firewall
 
-    ruleset = json.dumps(firewall.ruleset(summary), sort_keys=True)
-    return NftApply("firewall", naming.TABLE_FAMILY, summary.table, ruleset)
+    table = firewall.table(summary)
+    return NftApply("firewall", naming.TABLE_FAMILY, summary.table, table.document, rules=table.rules)
 
 
 def plan_up(project: Project, facts: Optional[HostFacts] = None, g: Any = None) -> Plan:
@@ -68,8 +69,17 @@ def _plan_up(lay: Layout, facts: HostFacts) -> Plan:
         net_ops, warnings = drivers.get(net.driver).network_ops(net, facts)
         ops += net_ops
         lay.warnings += warnings
+    planned: dict[str, list[Op]] = {}
     for box in lay.box_order:
-        ops += _container_ops(lay, box)
+        if box.netns is None or box.mode in (HOST, UNSUPPORTED):
+            continue
+        if box.shares is not None:
+            owner = lay.boxes[box.shares]
+            box_ops = _sharer_ops(lay, box, owner, planned[owner.container.name])
+        else:
+            box_ops = _container_ops(lay, box)
+        planned[box.container.name] = box_ops
+        ops += box_ops
     path = naming.summary_path(project.name)
     ops.append(FileWrite("state", path, summaries.to_text(summ), mode=0o600))
     ops.append(firewall_op(summ))
@@ -110,10 +120,9 @@ def _host_ops(lay: Layout) -> list[Op]:
 
 
 def _container_ops(lay: Layout, box: Box) -> list[Op]:
-    if box.mode in (HOST, SHARES, UNSUPPORTED) or box.netns is None:
-        return []
-    unit, ns = box.unit, box.netns
-    ops: list[Op] = [NetnsCreate(unit, ns)]
+    """A container's own namespaces, interfaces, routes, sysctls and /etc/netns files."""
+    unit, ns, svc = box.unit, box.netns, box.service
+    ops: list[Op] = [NetnsCreate(unit, ns), UtsCreate(unit, ns, box.hostname, svc.domainname)]
     if any(it.layout.ipv6 for it in box.ifaces):
         # new links inherit `default`: addresses are usable at once instead of after DAD
         ops.append(SysctlSet(unit, ns, "net.ipv6.conf.default.accept_dad", "0"))
@@ -127,11 +136,26 @@ def _container_ops(lay: Layout, box: Box) -> list[Op]:
         if it.default6:
             ops.append(RouteAdd(unit, ns, DEFAULT_V6, it.layout.ifname, it.net.gateway(6),
                                 note=f"IPv6 default route via {it.net.name}"))
-    for key, value in box.service.sysctls.items():
+    for key, value in svc.sysctls.items():
         if key.startswith("net."):
             ops.append(SysctlSet(unit, ns, key, str(value)))
         else:
             lay.warnings.append(f"{box.container.name}: sysctl {key} is not a network sysctl; ignored")
-    ops.append(FileWrite(unit, naming.netns_file(box.container.name, "resolv.conf"), lay.resolv_conf(box)))
-    ops.append(FileWrite(unit, naming.netns_file(box.container.name, "hosts"), lay.hosts(box)))
-    return ops
+    return ops + _etc_files(lay, box, box)
+
+
+def _sharer_ops(lay: Layout, box: Box, owner: Box, owner_ops: list[Op]) -> list[Op]:
+    """`network_mode: service:X`: names of its own for X's network and UTS namespaces and a copy
+    of X's files, as Docker gives it X's interfaces, hostname, hosts and resolv.conf."""
+    # a digest of X's ops: when X is made anew, these names must follow (see NetnsAlias)
+    digest = hashlib.sha256("\n".join(op.to_json_text() for op in owner_ops).encode()).hexdigest()[:12]
+    return [NetnsAlias(box.unit, box.netns, owner.netns, digest),
+            UtsAlias(box.unit, box.netns, owner.netns, digest)] + _etc_files(lay, box, owner)
+
+
+def _etc_files(lay: Layout, box: Box, source: Box) -> list[Op]:
+    """/etc/netns/NAME/{resolv.conf,hosts,hostname} of `box`, with `source`'s contents."""
+    name = box.container.name
+    return [FileWrite(box.unit, naming.netns_file(name, "resolv.conf"), lay.resolv_conf(source)),
+            FileWrite(box.unit, naming.netns_file(name, "hosts"), lay.hosts(source)),
+            FileWrite(box.unit, naming.netns_file(name, "hostname"), source.hostname + "\n")]

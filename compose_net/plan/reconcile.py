@@ -59,7 +59,7 @@ def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
         verdict = _check(op, ctx)
         if verdict is not None:
             todo[i] = verdict
-    _follow(desired.ops, todo, gone)
+    _follow(desired.ops, todo, gone, observed)
     before = set(recorded)
     ops: list[O.Op] = list(removals)
     for i, op in enumerate(desired.ops):
@@ -108,8 +108,10 @@ def _removals(desired: tuple[O.Op, ...], recorded: tuple[O.Op, ...], observed: O
 
 def _exists(op: O.Op, observed: Observed) -> bool:
     """Whether anything `op` made is still there to be removed."""
-    if isinstance(op, O.NetnsCreate):
-        return observed.namespaces.get(op.name) is not None
+    if isinstance(op, (O.NetnsCreate, O.NetnsAlias)):
+        return observed.namespaces.get(op.name) is not None or op.name in observed.stale_netns
+    if isinstance(op, (O.UtsCreate, O.UtsAlias)):
+        return observed.uts.get(op.name) is not None
     if isinstance(op, O.VethCreate):
         return observed.link(None, op.name) is not None or observed.link(op.peer_ns, op.peer_name) is not None
     if isinstance(op, (O.BridgeCreate, O.VlanCreate, O.VxlanCreate)):
@@ -185,6 +187,42 @@ def _check_netns(op: O.NetnsCreate, ctx: Context) -> Verdict:
             return (why, [O.NetnsDelete(op.unit, op.name, note=f"{why}: made again"), op])
         return _missing(f"namespace {op.name}")
     return None
+
+
+def _check_netns_alias(op: O.NetnsAlias, ctx: Context) -> Verdict:
+    alias, target = ctx.observed.namespaces.get(op.name), ctx.observed.namespaces.get(op.target)
+    if alias is None:
+        return _missing(f"namespace name {op.name}")
+    if target is not None and alias.inode != target.inode:
+        return _remake_name(op, f"{op.name} names another namespace than {op.target}", ctx,
+                            O.NetnsDelete(op.unit, op.name))
+    return None
+
+
+def _check_uts(op: O.UtsCreate, ctx: Context) -> Verdict:
+    uts = ctx.observed.uts.get(op.name)
+    if uts is None:
+        return _missing(f"UTS namespace {op.name}")
+    if uts.hostname != op.hostname or uts.domainname not in (op.domainname or "", "(none)"):
+        return _remake_name(op, f"the hostname in {op.name} is {uts.hostname}", ctx, O.UtsDelete(op.unit, op.name))
+    return None
+
+
+def _check_uts_alias(op: O.UtsAlias, ctx: Context) -> Verdict:
+    alias, target = ctx.observed.uts.get(op.name), ctx.observed.uts.get(op.target)
+    if alias is None:
+        return _missing(f"UTS namespace name {op.name}")
+    if target is not None and alias.inode != target.inode:
+        return _remake_name(op, f"{op.name} names another UTS namespace than {op.target}", ctx,
+                            O.UtsDelete(op.unit, op.name))
+    return None
+
+
+def _remake_name(op: O.Op, why: str, ctx: Context, delete: O.Op) -> Verdict:
+    """A namespace name of ours that names the wrong namespace: unregistered, then made again."""
+    if not all(ctx.mine(key) for key in op.creates()):
+        return (f"{why}, and it is not this project's", [])
+    return (why, [dataclasses.replace(delete, note=f"{why}: made again"), op])
 
 
 def _check_bridge(op: O.BridgeCreate, ctx: Context) -> Verdict:
@@ -339,6 +377,9 @@ def _check_dns(op: O.DnsStart, ctx: Context) -> Verdict:
 
 CHECKS: dict[type, Callable[..., Verdict]] = {
     O.NetnsCreate: _check_netns,
+    O.NetnsAlias: _check_netns_alias,
+    O.UtsCreate: _check_uts,
+    O.UtsAlias: _check_uts_alias,
     O.BridgeCreate: _check_bridge,
     O.VethCreate: _check_veth,
     O.MacvlanCreate: lambda op, ctx: _check_sublink(op, ctx, "macvlan"),
@@ -358,9 +399,12 @@ CHECKS: dict[type, Callable[..., Verdict]] = {
 # --- what goes with what ----------------------------------------------------------------------
 
 
-def _follow(ops: tuple[O.Op, ...], todo: dict[int, tuple[str, list[O.Op]]], gone: set[Key]) -> None:
+def _follow(ops: tuple[O.Op, ...], todo: dict[int, tuple[str, list[O.Op]]], gone: set[Key],
+            observed: Observed) -> None:
     """Add to `todo` every op tied to an object that is made again or removed here (until
-    nothing more is added): a link made anew has none of its old addresses, routes, ports."""
+    nothing more is added): a link made anew has none of its old addresses, routes, ports. An op
+    whose own object outlives what it is tied to (a bridge port whose bridge is made again, a
+    second name of a namespace made again) has that object deleted first."""
     remade = set(gone)
     for i, (_, run) in todo.items():
         if any(step is ops[i] for step in run):
@@ -375,8 +419,14 @@ def _follow(ops: tuple[O.Op, ...], todo: dict[int, tuple[str, list[O.Op]]], gone
         for i in tied.get(key, ()):
             if i in todo:
                 continue
-            todo[i] = (f"{_name(key)} is made again", [ops[i]])
-            for created in ops[i].creates():
+            op = ops[i]
+            why = f"{_name(key)} is made again"
+            run: list[O.Op] = [op]
+            inverse = op.inverse()
+            if key not in op.owners() and inverse is not None and not op.in_place and _exists(op, observed):
+                run = [dataclasses.replace(inverse, note=f"{why}: made again with it"), op]
+            todo[i] = (why, run)
+            for created in op.creates():
                 if created not in remade:
                     remade.add(created)
                     queue.append(created)

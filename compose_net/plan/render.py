@@ -50,6 +50,7 @@ def _lines(ops: Iterable[Op], summary: Optional[Summary] = None) -> list[str]:
         out.append(f"  {i:>{width}}  {op.describe()}")
         if op.note:
             out.append(f"  {'':>{width}}    # {op.note}")
+        out += [f"  {'':>{width}}    {line}" for line in op.details()]
     return out
 
 

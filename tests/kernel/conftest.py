@@ -2,8 +2,8 @@
 
 - The whole kernel session holds a host-wide lock, so two test runs (or a benchmark) never
   overlap and never see each other's objects.
-- `no_leaks` (autouse) snapshots `ip netns`, `ip link`, `nft list tables`, /run/netns, /etc/netns
-  and /run/compose-net before each test and fails the test if anything is left after it.
+- `no_leaks` (autouse) snapshots `ip netns`, `ip link`, `nft list tables`, /run/netns, /run/utsns,
+  /etc/netns and /run/compose-net before each test and fails the test if anything is left after it.
 - `project_name` gives each test a unique project name; `uplink` is a throwaway namespace that
   plays "the outside world" (never the machine's own eth0).
 """
@@ -56,9 +56,11 @@ def kernel_snapshot() -> dict[str, object]:
         "links": tuple(names),
         "nft": tuple(sorted(t for t in tables if t.strip())),
         "/run/netns": _listing("/run/netns"),
+        "/run/utsns": _listing("/run/utsns"),
         "/etc/netns": _listing("/etc/netns"),
         "/run/compose-net": _listing("/run/compose-net"),
-        # a bridge that lost its last port says `linkdown`: its carrier, not a leftover
+        # a route's `linkdown` is its bridge's carrier, not an object: an empty bridge is reported
+        # with or without it depending on whether it ever had a port
         "routes": tuple(line.replace(" linkdown", "") for line in sh("ip", "route", "show").stdout.splitlines()),
     }
 

@@ -114,8 +114,10 @@ def test_container_files_sysctls_and_mtu(project):
     # host mode: no namespace, no files
     assert not Path(f"/run/netns/{name}-hostly-1").exists()
     assert not Path(f"/etc/netns/{name}-hostly-1").exists()
-    # service:a shares a's namespace and so its files
-    assert not Path(f"/run/netns/{name}-side-1").exists()
+    # service:a: a second name for a's namespace, with a's files under its own name
+    assert os.stat(f"/run/netns/{name}-side-1").st_ino == os.stat(f"/run/netns/{a}").st_ino
+    for file in ("resolv.conf", "hosts", "hostname"):
+        assert _read(f"/etc/netns/{name}-side-1/{file}") == _read(f"/etc/netns/{a}/{file}")
 
     # sysctls: set inside the container's namespace only
     assert sh("cat", "/proc/sys/net/ipv4/ip_default_ttl", ns=a).stdout.strip() == "33"
@@ -173,6 +175,42 @@ def test_exec_runs_in_the_namespace_with_its_files_and_passes_the_status(project
     # a command that does not exist exits 127, as `docker exec` does
     absent = cli("exec", "b", "--", "no-such-command-here", project=name, check=False)
     assert absent.returncode == 127 and "no-such-command-here" in absent.stderr
+
+
+def test_every_container_has_a_namespace_name_and_its_own_hostname(project):
+    """`ip netns exec` works for every container, service:X included; `hostname`, /etc/hostname
+    and /etc/hosts agree inside, as in a Docker container; host mode keeps the host's."""
+    name, _, _ = project
+    summary = _summary(name)
+    hostnames = {c["name"]: c["hostname"] for c in summary["containers"]}
+    assert hostnames[f"{name}-a-1"] == "alpha"
+    assert hostnames[f"{name}-side-1"] == "alpha"  # service:a: a's hostname, as Docker gives it
+    ids = {c["name"]: c["id"] for c in summary["containers"]}
+    assert hostnames[f"{name}-b-1"] == ids[f"{name}-b-1"][:12]  # Docker's default: the short id
+    for c in summary["containers"]:
+        if c["network_mode"] == "host":
+            assert not Path(f"/run/netns/{c['name']}").exists() and not Path(f"/run/utsns/{c['name']}").exists()
+            continue
+        assert sh("ip", "netns", "exec", c["name"], "true", check=False).returncode == 0, c["name"]
+        assert sh("nsenter", f"--uts=/run/utsns/{c['name']}", "hostname").stdout.strip() == hostnames[c["name"]]
+    for service, index in (("a", 1), ("b", 1), ("b", 2), ("lonely", 1), ("side", 1)):
+        container = f"{name}-{service}-{index}"
+        args = ("exec", "--index", str(index), service, "--")
+        assert cli(*args, "hostname", project=name).stdout.strip() == hostnames[container], container
+        assert cli(*args, "cat", "/etc/hostname", project=name).stdout == hostnames[container] + "\n"
+        hosts = cli(*args, "cat", "/etc/hosts", project=name).stdout.splitlines()
+        if service != "lonely":  # none: only the localhost lines, as Docker writes them
+            assert hosts[-1].split("\t")[1].split()[-1] == hostnames[container], hosts
+    # the NIS domain name too, and `hostname -f` finds the name in /etc/hosts
+    assert cli("exec", "a", "--", "cat", "/proc/sys/kernel/domainname", project=name).stdout.strip() == "example.org"
+    assert cli("exec", "a", "--", "hostname", "-f", project=name).stdout.strip() == "alpha.example.org"
+    # every exec enters the same namespace: a change made in one is seen by the next
+    cli("exec", "b", "--", "hostname", "renamed", project=name)
+    assert cli("exec", "b", "--", "hostname", project=name).stdout.strip() == "renamed"
+    assert cli("exec", "--index", "2", "b", "--", "hostname", project=name).stdout.strip() == hostnames[f"{name}-b-2"]
+    # host mode: the host's own name, and the exit status of the command still passes through
+    assert cli("exec", "hostly", "--", "hostname", project=name).stdout == sh("hostname").stdout
+    assert cli("exec", "side", "--", "sh", "-c", "exit 5", project=name, check=False).returncode == 5
 
 
 def test_ps_ls_and_network_inspect(project):

@@ -256,7 +256,9 @@ def test_modes_forwarding_and_clients_spread_over_replicas(project_name, tmp_pat
         assert sorted(served) == sorted(info[n]["netns"] for n in (web, fwd, *(f"{p}-api-{i}" for i in (1, 2, 3))))
         # the sidecar lives in web's namespace: it asks through web's sockets, and its own
         # names are not the project's (the stub upstream answers 198.51.100.7 for anything)
-        assert info[f"{p}-side-1"]["netns"] == info[web]["netns"]
+        side = info[f"{p}-side-1"]
+        assert side["shares"] == web and side["netns"] == f"{p}-side-1"  # its own name for web's namespace
+        assert os.stat(f"/run/netns/{side['netns']}").st_ino == os.stat(f"/run/netns/{info[web]['netns']}").st_ino
         assert ips(query(fwd, "side")) == ["198.51.100.7"] and "side." in stub.asked
         # the container's dns: servers get what the project does not know; its names never go there
         assert ips(query(fwd, "Example.ORG")) == ["198.51.100.7"] and "example.org." in stub.asked

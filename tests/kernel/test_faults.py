@@ -25,11 +25,16 @@ def _mid_size(builder: PlanBuilder):
     builder.network("front", "10.231.0.0/24")
     builder.network("back", "10.231.1.0/24", mtu=1450)
     builder.container(f"{p}-web-1", ["front", "back"], default="front")
+    builder.add(O.UtsCreate(f"container:{p}-web-1", f"{p}-web-1", "web", "example.org"))
     builder.container(f"{p}-db-1", ["back"], sysctls={"net.ipv4.ip_unprivileged_port_start": "0"})
     builder.container(f"{p}-proxy-1", ["front"])
     none = f"{p}-job-1"
     builder.add(O.NetnsCreate(f"container:{none}", none))
     builder.add(O.FileWrite(f"container:{none}", f"/etc/netns/{none}/resolv.conf", "nameserver 192.0.2.53\n"))
+    side = f"{p}-side-1"  # network_mode: service:web
+    builder.add(O.NetnsAlias(f"container:{side}", side, f"{p}-web-1"))
+    builder.add(O.UtsAlias(f"container:{side}", side, f"{p}-web-1"))
+    builder.add(O.FileWrite(f"container:{side}", f"/etc/netns/{side}/hostname", "web\n"))
     builder.add(O.FileWrite("state", str(state.summary_path(p)), json.dumps({"version": 1, "project": p}), 0o600))
     return builder.plan()
 
@@ -170,3 +175,29 @@ def test_rollback_never_removes_what_a_refused_create_found(builder, monkeypatch
         assert sh("ip", "link", "show", foreign_link, check=False).returncode == 0
     finally:
         sh("ip", "link", "del", foreign_link)
+
+
+def test_a_taken_uts_name_is_refused_before_anything_changes_and_never_removed(builder, monkeypatch):
+    from compose_net.errors import RuntimeFailure
+    from compose_net.executor import preflight
+
+    builder.network("n", "10.230.1.0/24")
+    name = f"{builder.project}-a-1"
+    builder.container(name, ["n"])
+    builder.add(O.UtsCreate(f"container:{name}", name, "a"))
+    plan = builder.plan()
+    before = kernel_snapshot()
+    os.makedirs("/run/utsns", exist_ok=True)
+    taken = f"/run/utsns/{name}"
+    open(taken, "w").close()
+    try:
+        with pytest.raises(RuntimeFailure, match="uts namespace .* already exists"):
+            executor.up(plan)
+        # and when the name is taken between preflight and apply, the rollback leaves it alone
+        monkeypatch.setattr(preflight, "check", lambda *a, **k: None)
+        with pytest.raises(OpFailed) as info:
+            executor.up(plan)
+        assert "already exists" in info.value.reason and os.path.exists(taken)
+    finally:
+        os.unlink(taken)
+    assert kernel_snapshot() == before

@@ -38,11 +38,11 @@ def test_plan_create_is_a_bridge_with_gateway_firewall_and_standalone_summary():
     assert summary["standalone"] is True and summary["created"] == "2026-11-28T10:00:00Z"
     assert summary["networks"][0]["name"] == "shared-x" and not summary["networks"][0]["external"]
     (fw,) = [op for op in plan.ops if isinstance(op, NftApply)]
-    assert fw.table == "cn-net.shared-x" and '"masquerade"' in fw.ruleset
+    assert fw.table == "cn-net.shared-x" and '"masquerade"' in json.dumps(fw.ruleset)
     # internal: no masquerade, no route_localnet
     plan = netadmin.plan_create("iso", subnet="10.215.8.0/24", internal=True, facts=HostFacts())
     assert not any(isinstance(op, SysctlSet) and "route_localnet" in op.key for op in plan.ops)
-    assert '"masquerade"' not in next(op for op in plan.ops if isinstance(op, NftApply)).ruleset
+    assert '"masquerade"' not in json.dumps(next(op for op in plan.ops if isinstance(op, NftApply)).ruleset)
 
 
 @pytest.mark.parametrize("kw, message", [

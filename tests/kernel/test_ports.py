@@ -250,3 +250,18 @@ networks:
         assert probe(legacy.ns("old"), "tcp", legacy.ip("new"), 80) == "timeout"
     finally:
         legacy.stop()
+
+
+def test_the_table_explains_itself(up):
+    """Each rule's comment carries the plan's words for it, through the JSON path and back, and
+    the text listing loads again (no comment too long for nft's parser, no stray quote)."""
+    plan = json.loads(cli("up", "--dry-run", "--json", project=up.project, file=up.file).stdout)
+    (fw,) = [op for op in plan if op["op"] == "nft_apply"]
+    assert isinstance(fw["ruleset"], dict)
+    listing = nft.list_table("inet", fw["table"])
+    comments = [x["rule"].get("comment") for x in listing["nftables"] if "rule" in x]
+    assert sorted(comments) == sorted(f"{group}: {words}" for group, words in fw["rules"])
+    assert "published ports: 0.0.0.0:18080 -> " + f"{up.project}-web-1 10.216.1.2:80/tcp" in comments
+    text = sh("nft", "list", "table", "inet", fw["table"]).stdout
+    assert 'comment "localhost guard: to 127.0.0.0/8 through any interface but lo: dropped"' in text
+    assert sh("nft", "-c", "-f", "-", input=text, check=False).returncode == 0

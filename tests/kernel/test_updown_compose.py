@@ -245,13 +245,41 @@ def test_network_modes_host_none_and_service(project_name, tmp_path, down_after)
     with state.host_lock():
         executor.up(plan)
     mine = sorted(n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(project_name))
-    # host: no namespace; service:web shares web's; none: a namespace of its own with lo only
-    assert mine == [f"{project_name}-lonely-1", f"{project_name}-web-1"]
+    # host: no namespace; service:web: a second name for web's; none: its own with lo only
+    assert mine == [f"{project_name}-lonely-1", f"{project_name}-side-1", f"{project_name}-web-1"]
+    assert os.stat(f"/run/netns/{project_name}-side-1").st_ino == os.stat(f"/run/netns/{project_name}-web-1").st_ino
+    assert sorted(n for n in os.listdir("/run/utsns") if n.startswith(project_name)) == mine
     links = json.loads(sh("ip", "-j", "link", "show", ns=f"{project_name}-lonely-1").stdout)
     assert [(l["ifname"], "UP" in l["flags"]) for l in links] == [("lo", True)]
     assert sh("ip", "route", "show", ns=f"{project_name}-lonely-1").stdout == ""
     web = json.loads(sh("ip", "-j", "addr", "show", "eth0", ns=f"{project_name}-web-1").stdout)[0]
     assert [a["local"] for a in web["addr_info"] if a["family"] == "inet"] == ["10.228.0.2"]
+
+
+def test_a_service_x_container_follows_x_through_an_edit(project_name, tmp_path, down_after):
+    """Its names are bind mounts of X's namespaces: when X is made anew, so are they (kept, they
+    would hold the old namespace, and `ip netns exec` would enter a dead one)."""
+    text = """
+        services:
+          web: {{networks: {{n: {{ipv4_address: {ip}}}}}, hostname: {host}}}
+          side: {{network_mode: "service:web"}}
+        networks:
+          n: {{ipam: {{config: [{{subnet: 10.228.1.0/24}}]}}}}
+        """
+    web, side = f"{project_name}-web-1", f"{project_name}-side-1"
+    with state.host_lock():
+        executor.up(_plan(project_name, tmp_path, text.format(ip="10.228.1.5", host="one")))
+    before = os.stat(f"/run/netns/{web}").st_ino
+    assert os.stat(f"/run/netns/{side}").st_ino == before
+    with state.host_lock():
+        result = executor.up(_plan(project_name, tmp_path, text.format(ip="10.228.1.6", host="two")))
+    assert {f"container:{web}", f"container:{side}"} <= set(result.recreated)
+    after = os.stat(f"/run/netns/{web}").st_ino
+    assert after != before and os.stat(f"/run/netns/{side}").st_ino == after
+    assert "10.228.1.6/24" in sh("ip", "-4", "-o", "addr", "show", "eth0", ns=side).stdout
+    for name in (web, side):
+        assert sh("nsenter", f"--uts=/run/utsns/{name}", "hostname").stdout.strip() == "two"
+        assert Path(f"/etc/netns/{name}/hostname").read_text() == "two\n"
 
 
 def test_legacy_bridge_is_shared_and_left_to_the_last_project(project_name, tmp_path):

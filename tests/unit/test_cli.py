@@ -479,7 +479,10 @@ def test_dry_run_of_every_example(example, capsys, monkeypatch):
         assert any(address in json.dumps(o.get("address", "")) for o in ops if o["op"] == "addr_add"), address
         assert address in text
     summary = next(json.loads(o["content"]) for o in ops if o["op"] == "file_write" and o["unit"] == "state")
-    ruleset = next((o["ruleset"] for o in ops if o["op"] == "nft_apply"), "")
+    ruleset = next((o["ruleset"] for o in ops if o["op"] == "nft_apply"), {})
+    # the exact document, as a JSON object (not JSON text inside the JSON)
+    assert isinstance(ruleset, dict) and ruleset["nftables"]
+    ruleset = json.dumps(ruleset)
     planned_ports = {(p["protocol"], p["published"], p["target"]) for c in summary["containers"]
                      for p in c["ports"]}
     for port in ports:

@@ -80,7 +80,7 @@ def test_planned_macvlan_and_ipvlan_projects():
     plan = plan_up(p, HERE)  # no ipvlan in this kernel: planned anyway, with a warning
     assert any("ipvlan" in w for w in plan.warnings)
     kinds = [o.kind for o in plan.ops if o.unit == "container:p-s-1"]
-    assert kinds[:3] == ["netns_create", "macvlan_create", "link_up"] and "ipvlan_create" in kinds
+    assert kinds[:4] == ["netns_create", "uts_create", "macvlan_create", "link_up"] and "ipvlan_create" in kinds
     assert not [o for o in plan.ops if o.kind == "bridge_create"]
     routes = [o for o in plan.ops if o.kind == "route_add"]
     assert len(routes) == 1 and str(routes[0].gateway) == "192.0.2.254" and routes[0].dev == "eth0"

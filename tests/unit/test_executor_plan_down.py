@@ -27,7 +27,7 @@ def _project(name: str, shared: bool = False) -> list[O.Op]:
         O.VethCreate(f"container:{name}-a-1", f"v{name}2", "eth1", f"{name}-a-1", 7, master="cn0" if shared else f"br-{name}"),
         O.AddrAdd(f"container:{name}-a-1", f"{name}-a-1", "eth0", ipaddress.ip_interface("10.0.0.2/24")),
         O.FileWrite(f"container:{name}-a-1", f"/etc/netns/{name}-a-1/hosts", "x"),
-        O.NftApply("firewall", "inet", f"cn-{name}", "{}"),
+        O.NftApply("firewall", "inet", f"cn-{name}", {"nftables": []}),
         O.DnsStart("dns", name, f"/run/compose-net/{name}/project.json"),
     ]
     return ops

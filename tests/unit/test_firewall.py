@@ -139,10 +139,11 @@ def test_isolation_between_bridges_and_no_new_inbound_connections():
     assert not any(m("oifname", "cn*") in r for r in fwd)
     # a freely named bridge gets the same pair: nothing enters it but from itself
     assert [m("oifname", "mybr0"), m("iifname", "mybr0", "!="), {"drop": None}] in fwd
-    # replies and published-port flows pass before the drops
+    # published-port flows pass before every drop; replies only into a bridge, never across
+    # bridges (a forged ICMP error is "related" too), as Docker's isolation chains come first
     est = fwd.index([m({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}])
     dnat = fwd.index([m({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None}])
-    assert est < fwd.index(out_rule) and dnat < fwd.index(in_rule)
+    assert dnat < fwd.index(out_rule) < est < fwd.index(in_rule)
     nft_check(doc)
 
 
@@ -256,8 +257,8 @@ def test_non_bridge_networks_get_no_rules():
     mac = network("p_lan", None, "192.168.50.0/24", driver="macvlan", parent="veth9")
     doc = firewall.ruleset(summary([mac], [container(interfaces=[iface("p_lan", "192.168.50.2/24")], ports=[port(80, 80)])]))
     assert rules(doc, "forward") == [
-        [m({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}],
         [m({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None}],
+        [m({"ct": {"key": "state"}}, ["established", "related"], "in"), {"accept": None}],
     ]
     assert rules(doc, "ports") == [] and rules(doc, "postrouting") == []
 
@@ -283,3 +284,66 @@ def test_fresh_variant_creates_the_table_once_instead_of_replacing_it():
     assert nft._fresh_variant('{"nftables": [{"add": {"table": {"family": "inet", "name": "x"}}}]}') is None
     assert nft._fresh_variant("not json") is None
     nft_check({"nftables": fresh})
+
+
+def test_localhost_guard_drops_127_from_every_interface_but_lo_before_conntrack():
+    doc = firewall.ruleset(summary([network()], [WEB]))
+    guard = chains(doc)["localhost"]
+    # raw priority: before conntrack and before the NAT of the host's own flows is undone
+    assert (guard["type"], guard["hook"], guard["prio"], guard["policy"]) == ("filter", "prerouting", -300, "accept")
+    loopback = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+    assert rules(doc, "localhost") == [
+        [m("iifname", "lo", "!="), m(payload("ip", "daddr"), loopback), {"drop": None}],
+        [m("iifname", "lo", "!="), m(payload("ip", "saddr"), loopback), {"drop": None}],
+    ]
+    # a project without bridges or ports is guarded too: cn0 may keep another's route_localnet
+    assert len(rules(firewall.ruleset(summary([])), "localhost")) == 2
+    nft_check(doc)
+
+
+def _comments(doc):
+    return [item["add"]["rule"].get("comment") for item in doc["nftables"]
+            if "add" in item and "rule" in item["add"]]
+
+
+def test_every_rule_says_in_words_what_it_does_and_its_comment_says_the_same():
+    net6 = network("p_dual", "cn-d", "10.4.0.0/24", enable_ipv6=True)
+    net6["subnets"].append({"subnet": "fd00:4::/64", "gateway": "fd00:4::1", "ip_range": None})
+    web = container(interfaces=[iface("p_dual", "10.4.0.2/24", ipv6="fd00:4::2/64")], ports=[
+        port(8080, 80), port(8081, 81, host_ip="127.0.0.1"), port(9000, 100, "udp", published_end=9002, target_end=102)])
+    nets = [net6, network("p_back", "cn-b", "10.2.0.0/24", internal=True, masquerade=False),
+            network("p_quiet", "cn-q", "10.3.0.0/24", icc=False)]
+    t = firewall.table(summary(nets, [web]))
+    assert t.document == firewall.ruleset(summary(nets, [web]))
+    words = dict.fromkeys(g for g, _ in t.rules)
+    # grouped in the order a reviewer reads them, and one entry per rule of the document
+    assert list(words) == [g for g in firewall.GROUPS if g in words]
+    assert len(t.rules) == len(_comments(t.document))
+    assert sorted(_comments(t.document)) == sorted(f"{g}: {w}" for g, w in t.rules)
+    by_group = {g: [w for gg, w in t.rules if gg == g] for g in words}
+    # the port bindings first, as `ps` shows them, for each address family
+    assert by_group["published ports"][:5] == [
+        "0.0.0.0:8080 -> p-web-1 10.4.0.2:80/tcp",
+        "[::]:8080 -> p-web-1 [fd00:4::2]:80/tcp",
+        "127.0.0.1:8081 -> p-web-1 10.4.0.2:81/tcp",
+        "0.0.0.0:9000-9002 -> p-web-1 10.4.0.2:100-102/udp",
+        "[::]:9000-9002 -> p-web-1 [fd00:4::2]:100-102/udp",
+    ]
+    assert "p_back internal: no way out of cn-b" in by_group["internal"]
+    assert "p_dual -> p_back, p_quiet, any other compose-net network (cn-*): dropped" in by_group["isolation"]
+    assert "p_quiet container to container on cn-q: dropped" in by_group["icc"]
+    assert "10.4.0.0/24 (p_dual) out of any interface but cn-d: masqueraded" in by_group["masquerade"]
+    assert "fd00:4::/64 back into cn-d (p_dual) through a published port: masqueraded" in by_group["hairpin"]
+    assert by_group["localhost guard"] == ["to 127.0.0.0/8 through any interface but lo: dropped",
+                                           "from 127.0.0.0/8 through any interface but lo: dropped"]
+    nft_check(t.document)
+
+
+def test_comments_fit_nft_and_carry_no_quotes():
+    assert firewall.comment("g", "x" * 200).endswith("...") and len(firewall.comment("g", "x" * 200)) == 128
+    assert len(firewall.comment("g", "x" * 125)) == 128 and not firewall.comment("g", "x" * 125).endswith("...")
+    assert firewall.comment("g", 'a "b" \\ c\n\u00e9') == "g: a ?b? ? c??"
+    long_name = "p-" + "w" * 120 + "-1"
+    doc = firewall.ruleset(summary([network()], [container(long_name, interfaces=[iface()], ports=[port(8080, 80)])]))
+    assert all(len(c.encode()) <= 128 for c in _comments(doc))
+    nft_check(doc)

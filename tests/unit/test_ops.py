@@ -24,6 +24,7 @@ def test_every_planned_op_survives_json():
         for op in plan.ops:
             back = O.op_from_json(json.loads(op.to_json_text()))
             assert back == op and type(back) is type(op), op
+            assert back.details() == op.details()  # the firewall's words too (not identity)
         listed = json.loads(render_json(plan))
         assert [O.op_from_json(d) for d in listed] == list(plan.ops)
         assert all(isinstance(d["op"], str) for d in listed)

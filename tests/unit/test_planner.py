@@ -53,8 +53,8 @@ def test_plan_order_host_networks_containers_state_firewall_dns():
             last = u
     # inside a container: netns, veth, up, address, then routes, then files
     kinds = [o.kind for o in plan.ops if o.unit == "container:shop-api-1"]
-    assert kinds == ["netns_create", "veth_create", "link_up", "addr_add", "veth_create", "link_up", "addr_add",
-                     "route_add", "file_write", "file_write"]
+    assert kinds == ["netns_create", "uts_create", "veth_create", "link_up", "addr_add", "veth_create",
+                     "link_up", "addr_add", "route_add", "file_write", "file_write", "file_write"]
 
 
 def test_plan_is_deterministic_and_summary_is_what_the_plan_writes():
@@ -159,12 +159,21 @@ def test_network_modes():
     plan = plan_up(p, facts)
     s = summary(p, facts)
     units = {o.unit for o in plan.ops}
-    assert "container:p-side-1" not in units and "container:p-h-1" not in units
-    assert container(s, "p-side-1")["netns"] == "p-base-1" and container(s, "p-side-1")["shares"] == "p-base-1"
-    assert container(s, "p-side-1")["hostname"] == container(s, "p-base-1")["hostname"]
-    assert container(s, "p-h-1")["netns"] is None
-    assert [o.kind for o in plan.ops if o.unit == "container:p-n-1"] == ["netns_create", "file_write", "file_write"]
+    assert "container:p-h-1" not in units
+    # service:base: its own names for base's namespaces, and base's files under its own name
+    side = container(s, "p-side-1")
+    assert side["netns"] == side["uts"] == "p-side-1" and side["shares"] == "p-base-1"
+    assert side["hostname"] == container(s, "p-base-1")["hostname"]
+    side_ops = [o for o in plan.ops if o.unit == "container:p-side-1"]
+    assert [o.kind for o in side_ops] == ["netns_alias", "uts_alias", "file_write", "file_write", "file_write"]
+    assert (side_ops[0].name, side_ops[0].target) == (side_ops[1].name, side_ops[1].target) == ("p-side-1", "p-base-1")
+    assert container(s, "p-h-1")["netns"] is None and container(s, "p-h-1")["uts"] is None
+    assert [o.kind for o in plan.ops if o.unit == "container:p-n-1"] == \
+        ["netns_create", "uts_create", "file_write", "file_write", "file_write"]
     files = {o.path: o.content for o in by_kind(plan, "file_write")}
+    for name in ("resolv.conf", "hosts", "hostname"):
+        assert files[f"/etc/netns/p-side-1/{name}"] == files[f"/etc/netns/p-base-1/{name}"]
+    assert files["/etc/netns/p-base-1/hostname"] == container(s, "p-base-1")["hostname"] + "\n"
     assert files["/etc/netns/p-n-1/resolv.conf"] == "nameserver 10.255.255.53\n"
     assert files["/etc/netns/p-legacy-1/resolv.conf"] == "nameserver 10.255.255.53\n"
     # the legacy bridge: shared cn0, 172.17.0.0/16, outside the project's link group
@@ -180,6 +189,38 @@ def test_network_modes():
     hosts = files["/etc/netns/p-legacy-1/hosts"].splitlines()
     assert "172.17.0.3\tl2 legacy2 p-legacy2-1" in hosts
     assert hosts[-1] == f"172.17.0.2\t{container(s, 'p-legacy-1')['hostname']}"
+
+
+def test_every_container_namespace_has_a_uts_namespace_with_its_hostname():
+    p = project("p", [svc("named", att("a"), hostname="db", domainname="corp.example"), svc("plain", att("a")),
+                      svc("side", network_mode="service:named"), svc("h", network_mode="host")], [net("a", "p")])
+    plan = plan_up(p)
+    s = summary(p)
+    (named,) = by_kind(plan, "uts_create", name="p-named-1")
+    assert (named.hostname, named.domainname) == ("db", "corp.example")
+    (plain,) = by_kind(plan, "uts_create", name="p-plain-1")
+    # Docker's default: the short container id, also the summary's hostname
+    assert plain.hostname == naming.default_hostname("p", "p-plain-1") == container(s, "p-plain-1")["hostname"]
+    assert plain.domainname is None
+    assert plain.describe() == f"uts namespace p-plain-1, hostname {plain.hostname}"
+    # service:X shares X's hostname, as under Docker; host mode keeps the host's (no namespace)
+    (side,) = by_kind(plan, "uts_alias")
+    assert (side.name, side.target) == ("p-side-1", "p-named-1") and container(s, "p-side-1")["hostname"] == "db"
+    assert not [o for o in plan.ops if o.unit == "container:p-h-1"]
+    assert O.teardown(plan.ops).count(O.UtsDelete("container:p-side-1", "p-side-1")) == 1
+
+
+def test_a_sharer_is_made_anew_when_the_container_it_shares_with_is():
+    """Its names are bind mounts of X's namespaces: kept over a new X they would hold the old one."""
+    def side_ops(base_ip):
+        p = project("p", [svc("base", att("a", ipv4_address=ipaddress.ip_address(base_ip))),
+                          svc("side", network_mode="service:base")],
+                    [net("a", "p", ipam_pools=(pool("10.5.0.0/24"),))])
+        return [o for o in plan_up(p).ops if o.unit == "container:p-side-1"]
+
+    assert side_ops("10.5.0.7") == side_ops("10.5.0.7")
+    before, after = side_ops("10.5.0.7"), side_ops("10.5.0.8")
+    assert before[0].target_plan != after[0].target_plan and before[:2] != after[:2]
 
 
 def test_legacy_bridge_avoids_addresses_of_other_projects():
@@ -395,11 +436,14 @@ def test_random_projects_plan_consistently_or_fail_cleanly(p):
     for op in plan.ops:
         for attr in ("name", "peer_name", "dev", "master"):
             value = getattr(op, attr, None)
-            if isinstance(value, str) and op.kind not in ("netns_create",):
+            if isinstance(value, str) and op.kind not in ("netns_create", "netns_alias", "uts_create", "uts_alias"):
                 assert naming.fits(value), (op, attr)
-    netns = {o.name for o in plan.ops if o.kind == "netns_create"}
+    netns = {o.name for o in plan.ops if o.kind in ("netns_create", "netns_alias")}
+    uts = {o.name for o in plan.ops if o.kind in ("uts_create", "uts_alias")}
+    assert netns == uts  # every container namespace has its hostname's beside it
     down = O.teardown(plan.ops)
     assert {o.name for o in down if o.kind == "netns_delete"} == netns
+    assert {o.name for o in down if o.kind == "uts_delete"} == uts
     assert O.teardown(down) == ()
 
 

@@ -28,6 +28,28 @@ def test_text_header_numbering_grouping_and_notes():
     assert "notes:" in lines and any("first free default pool prefix" in l for l in lines)
 
 
+def test_the_firewall_op_lists_its_rules_in_words_grouped_under_it():
+    plan = plan_up(three_tier())
+    lines = render_text(plan).splitlines()
+    (nft,) = [op for op in plan.ops if op.kind == "nft_apply"]
+    at = next(i for i, l in enumerate(lines) if l.endswith(nft.describe()))
+    block = []
+    for line in lines[at + 1:]:
+        if not line.startswith(" " * 8):
+            break
+        block.append(line.strip())
+    assert block[0] == "published ports:"
+    assert block[1] == "0.0.0.0:8080 -> shop-web-1 172.18.0.2:80/tcp"
+    for heading in ("isolation:", "internal:", "masquerade:", "hairpin:", "localhost guard:"):
+        assert heading in block
+    assert any(line.startswith("shop_back internal: no way out of cn-") for line in block)
+    # one line per rule, each also the rule's comment in the document
+    comments = [i["add"]["rule"]["comment"] for i in nft.ruleset["nftables"] if "rule" in i.get("add", {})]
+    words = [l for l in block if not l.endswith(":")]
+    assert len(words) == len(comments) == int(nft.describe().split("(")[1].split()[0])
+    assert sorted(comments) == sorted(f"{g}: {w}" for g, w in nft.rules)
+
+
 def test_json_is_a_list_of_ops_numbered_by_position():
     plan = plan_up(three_tier())
     data = json.loads(render_json(plan))

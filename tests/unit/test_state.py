@@ -28,7 +28,7 @@ OPS = [
     O.AddrAdd("container:p-a-1", "p-a-1", "eth0", ipaddress.ip_interface("10.0.0.2/24")),
     O.RouteAdd("container:p-a-1", "p-a-1", ipaddress.ip_network("0.0.0.0/0"), "eth0", ipaddress.ip_address("10.0.0.1")),
     O.FileWrite("state", "/run/compose-net/p/project.json", '{"a": 1}', 0o600, note="why"),
-    O.NftApply("firewall", "inet", "cn-p", '{"nftables": []}'),
+    O.NftApply("firewall", "inet", "cn-p", {"nftables": []}, rules=(("replies", "accepted"),)),
 ]
 
 
@@ -115,3 +115,31 @@ def test_host_lock_serializes_holders(state_root):
     assert order == ["first", "second"]
     assert state.lock_path() == state_root.with_name(state_root.name + ".lock")
     assert state.lock_path().exists() and not (state_root / ".lock").exists()
+
+
+def test_a_journal_of_the_old_format_with_the_ruleset_as_json_text_is_read(state_root):
+    """Journals outlive upgrades: an `nft_apply` op journaled with its document as a JSON string
+    (before issue 7) reads as today's op, so `down` can remove that project's table."""
+    document = {"nftables": [{"add": {"table": {"family": "inet", "name": "cn-p"}}}]}
+    old = {"op": "nft_apply", "unit": "firewall", "family": "inet", "table": "cn-p",
+           "ruleset": json.dumps(document, sort_keys=True)}
+    (state_root / "p").mkdir(parents=True)
+    (state_root / "p" / "journal").write_text(json.dumps({"ops": [old]}) + "\n" + '{"complete": true}\n')
+    (op,) = state.Journal("p").read().ops
+    assert op == O.NftApply("firewall", "inet", "cn-p", document) and op.rules == ()
+    assert O.teardown([op]) == (O.NftDelete("firewall", "inet", "cn-p"),)
+    # and what is written now keeps the document as an object, with the rules in words
+    journal = state.Journal("p")
+    journal.rewrite(OPS[5:])
+    line = json.loads((state_root / "p" / "journal").read_text().splitlines()[0])
+    assert line["ops"][0]["ruleset"] == {"nftables": []}
+    assert line["ops"][0]["rules"] == [["replies", "accepted"]]
+    assert state.Journal("p").read().ops[0].rules == (("replies", "accepted"),)
+
+
+def test_an_old_ruleset_that_is_not_json_is_a_clear_error(state_root):
+    old = {"op": "nft_apply", "unit": "firewall", "family": "inet", "table": "cn-p", "ruleset": "{not json"}
+    (state_root / "p").mkdir(parents=True)
+    (state_root / "p" / "journal").write_text(json.dumps({"ops": [old]}) + "\n")
+    with pytest.raises(StateError, match="journal:1: unreadable op"):
+        state.Journal("p").read()
