@@ -32,13 +32,17 @@ from test_ports import Up, cli
 COMPOSE = """
 services:
   web:
+    image: x
     networks: [front]
     ports: ["127.0.0.1:18181:80", "18182:80"]
   client:
+    image: x
     networks: [front]
   attacker:
+    image: x
     networks: [front]
   other:
+    image: x
     networks: [back]
 networks:
   front:
@@ -50,7 +54,7 @@ networks:
 
 NEIGHBOUR = """
 services:
-  n1: {}
+  n1: {image: x}
 networks:
   default: {ipam: {config: [{subnet: 10.219.9.0/24}]}}
 """

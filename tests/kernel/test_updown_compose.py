@@ -257,12 +257,13 @@ def test_network_modes_host_none_and_service(project_name, tmp_path, down_after)
 
 
 def test_a_service_x_container_follows_x_through_an_edit(project_name, tmp_path, down_after):
-    """Its names are bind mounts of X's namespaces: when X is made anew, so are they (kept, they
-    would hold the old namespace, and `ip netns exec` would enter a dead one)."""
+    """Its names are bind mounts of X's namespaces: they follow X through an edit (X's UTS
+    namespace made anew with the new hostname, X's address changed in place), so `ip netns exec`
+    and `nsenter` by the sidecar's name see what X has."""
     text = """
         services:
-          web: {{networks: {{n: {{ipv4_address: {ip}}}}}, hostname: {host}}}
-          side: {{network_mode: "service:web"}}
+          web: {{image: x, networks: {{n: {{ipv4_address: {ip}}}}}, hostname: {host}}}
+          side: {{image: x, network_mode: "service:web"}}
         networks:
           n: {{ipam: {{config: [{{subnet: 10.228.1.0/24}}]}}}}
         """
@@ -275,7 +276,7 @@ def test_a_service_x_container_follows_x_through_an_edit(project_name, tmp_path,
         result = executor.up(_plan(project_name, tmp_path, text.format(ip="10.228.1.6", host="two")))
     assert {f"container:{web}", f"container:{side}"} <= set(result.recreated)
     after = os.stat(f"/run/netns/{web}").st_ino
-    assert after != before and os.stat(f"/run/netns/{side}").st_ino == after
+    assert after == before and os.stat(f"/run/netns/{side}").st_ino == after  # only the difference
     assert "10.228.1.6/24" in sh("ip", "-4", "-o", "addr", "show", "eth0", ns=side).stdout
     for name in (web, side):
         assert sh("nsenter", f"--uts=/run/utsns/{name}", "hostname").stdout.strip() == "two"
