@@ -13,3 +13,4 @@ fi
 .venv/bin/python bench/plan_scale.py
 flock /tmp/compose-net-kernel-tests.lock .venv/bin/python bench/updown.py
 flock /tmp/compose-net-kernel-tests.lock .venv/bin/python bench/dns.py
+.venv/bin/python bench/reconcile.py

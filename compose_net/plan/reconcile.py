@@ -138,6 +138,8 @@ def _exists(op: O.Op, observed: Observed) -> bool:
 
 
 def _check(op: O.Op, ctx: Context) -> Verdict:
+    if set(op.creates()) & ctx.gone:
+        return ("its old form is removed first", [op])  # an edit changed it: made anew
     check = CHECKS.get(type(op))
     if check is None:
         return ("it cannot be observed", [op])  # no way to tell: apply it again

@@ -224,7 +224,7 @@ def test_ps_ls_and_network_inspect(project):
         (f"{name}_n", "eth0", "10.231.0.2/24", "02:42:0a:e7:00:02")]
     assert "3000/tcp" in a["Ports"]  # expose is shown, and nothing is published for it
     table = cli("ps", project=name).stdout.splitlines()
-    assert table[0].split()[:3] == ["NAME", "SERVICE", "NAMESPACE"]
+    assert table[0].split()[:4] == ["NAME", "SERVICE", "STATE", "NAMESPACE"]
     assert any(line.startswith(f"{name}-b-2 ") for line in table)
 
     listed = {p["Name"]: p for p in json.loads(cli("ls", "--format", "json").stdout)}

@@ -255,8 +255,10 @@ networks:
 def test_the_table_explains_itself(up):
     """Each rule's comment carries the plan's words for it, through the JSON path and back, and
     the text listing loads again (no comment too long for nft's parser, no stray quote)."""
-    plan = json.loads(cli("up", "--dry-run", "--json", project=up.project, file=up.file).stdout)
-    (fw,) = [op for op in plan if op["op"] == "nft_apply"]
+    from compose_net import state
+
+    # the table the project's up applied, as its journal records it
+    (fw,) = [op.to_json() for op in state.Journal(up.project).read().ops if op.kind == "nft_apply"]
     assert isinstance(fw["ruleset"], dict)
     listing = nft.list_table("inet", fw["table"])
     comments = [x["rule"].get("comment") for x in listing["nftables"] if "rule" in x]

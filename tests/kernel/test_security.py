@@ -132,20 +132,17 @@ def table(up: Up) -> str:
 
 def without_guard(up: Up, check):
     """`check()` with the localhost guard's chain flushed in the tables of both projects up here
-    (each table guards every interface), then the planned tables applied again."""
-    tables = []
-    for project in (up, up.neighbour):
-        plan = json.loads(cli("up", "--dry-run", "--json", project=project.project, file=project.file).stdout)
-        ops = plan["ops"] if isinstance(plan, dict) else plan
-        (fw,) = [op for op in ops if op["op"] == "nft_apply"]
-        tables.append(fw)
-    for fw in tables:
-        sh("nft", "flush", "chain", "inet", fw["table"], GUARD_CHAIN)
+    (each table guards every interface), then `up` repairs the tables (a firewall reload's
+    damage, mended by reconciling)."""
+    projects = (up, up.neighbour)
+    for project in projects:
+        sh("nft", "flush", "chain", "inet", f"cn-{project.project}", GUARD_CHAIN)
     try:
         return check()
     finally:
-        for fw in tables:
-            nft.apply_table("inet", fw["table"], fw["ruleset"])
+        for project in projects:
+            cli("up", "--quiet", project=project.project, file=project.file)
+            assert cli("up", "--dry-run", "--json", project=project.project, file=project.file).stdout.strip() == "[]"
 
 
 def route_localhost_via(ns: str, gateway: str, dev: str = "eth0") -> None:

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""What an `up` of a project that is already up costs: observing the kernel and planning nothing.
+
+A project of N containers (N = 100 by default; each on network 1, every second one also on
+network 2) is brought up once. Then, each measured R times (median):
+  up (unchanged)         `python -m compose_net up` as a process: start, load, plan, observe, nothing applied
+  check                  `python -m compose_net check`: the same, printing that nothing differs
+  observe (in-process)   `observe.read(observe.query(journal))` alone
+  up after damage        the same `up` after one container's namespace was deleted (the repair applied)
+and, as the peer that reads the same facts with the standard tool:
+  ip (per namespace)     `ip -n NS -j addr show` + `ip -n NS -j route show` for every container,
+                         plus `ip -j link show` once: what an `ip` script pays to look
+Prints a table with the ratio of each to compose-net's observation. Holds the kernel-test lock.
+Usage: bench/reconcile.py [--containers N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+PY = sys.executable
+
+
+def compose(n: int) -> str:
+    lines = ["services:"]
+    for i in range(n):
+        nets = "[n1, n2]" if i % 2 else "[n1]"
+        lines.append(f"  s{i}:\n    image: x\n    networks: {nets}")
+    lines.append("networks:\n  n1: {ipam: {config: [{subnet: 10.210.0.0/16}]}}\n"
+                 "  n2: {ipam: {config: [{subnet: 10.211.0.0/16}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def cli(project: str, file: Path, *args: str, check: bool = True) -> float:
+    # bytecode written as a user's runs write it: the first run pays for the compilation, not each
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    start = time.perf_counter()
+    proc = subprocess.run([PY, "-m", "compose_net", "-p", project, "-f", str(file), *args],
+                          capture_output=True, text=True, env=env, cwd=str(ROOT))
+    elapsed = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        raise SystemExit(f"compose-net {' '.join(args)} failed: {proc.stderr}")
+    return elapsed
+
+
+def median_ms(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats)) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--containers", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    lock = open(LOCK_PATH, "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    project = "bench" + uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / "compose.yml"
+        file.write_text(compose(args.containers))
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "compose_net")], check=True)
+        try:
+            cli(project, file, "up")
+            rows = measure(project, file, args)
+        finally:
+            cli(project, file, "down", check=False)
+    print_table(rows, args.containers)
+
+
+def measure(project: str, file: Path, args) -> list[tuple[str, float]]:
+    from compose_net import observe, state
+
+    n, repeats = args.containers, args.repeats
+    unchanged = median_ms(lambda: cli(project, file, "up"), repeats)
+    check = median_ms(lambda: cli(project, file, "check"), repeats)
+    recorded = state.Journal(project).read().ops
+    query = observe.query(recorded)
+    observe.read(query)  # imports and caches warm, as in a process that has loaded its plan
+
+    def observe_once() -> float:
+        start = time.perf_counter()
+        observe.read(query)
+        return time.perf_counter() - start
+
+    observed = median_ms(observe_once, repeats)
+    victims = iter(range(n))
+
+    def damaged() -> float:
+        subprocess.run(["ip", "netns", "del", f"{project}-s{next(victims)}-1"], check=True)
+        return cli(project, file, "up")
+
+    repair = median_ms(damaged, repeats)
+    namespaces = [f"{project}-s{i}-1" for i in range(n)]
+
+    def ip_look() -> float:
+        start = time.perf_counter()
+        subprocess.run(["ip", "-j", "link", "show"], capture_output=True, check=True)
+        for ns in namespaces:
+            subprocess.run(["ip", "-n", ns, "-j", "addr", "show"], capture_output=True, check=True)
+            subprocess.run(["ip", "-n", ns, "-j", "route", "show"], capture_output=True, check=True)
+        return time.perf_counter() - start
+
+    looked = median_ms(ip_look, max(1, repeats // 2))
+    return [("compose-net up, project unchanged (process)", unchanged),
+            ("compose-net check, project intact (process)", check),
+            ("compose-net observe alone (in-process)", observed),
+            ("compose-net up after one namespace was deleted (process)", repair),
+            ("ip: link once, addr + route in each namespace", looked)]
+
+
+def print_table(rows: list[tuple[str, float]], n: int) -> None:
+    observed = rows[2][1]
+    print(f"\nAn `up` of a project of {n} containers that is already up (ms, median)\n")
+    print(f"| {'what':<58} | {'ms':>8} | {'x observe':>9} |")
+    print(f"|{'-' * 60}|{'-' * 10}|{'-' * 11}|")
+    for name, ms in rows:
+        print(f"| {name:<58} | {ms:8.1f} | {ms / observed:9.2f} |")
+    print(f"\ntarget: the unchanged up under 500 ms whole process; observing {n} namespaces with "
+          f"compose-net is {rows[4][1] / observed:.1f}x faster than with ip")
+
+
+if __name__ == "__main__":
+    main()
