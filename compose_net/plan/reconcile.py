@@ -191,13 +191,17 @@ def _check_netns(op: O.NetnsCreate, ctx: Context) -> Verdict:
     return None
 
 
-def _check_netns_alias(op: O.NetnsAlias, ctx: Context) -> Verdict:
-    alias, target = ctx.observed.namespaces.get(op.name), ctx.observed.namespaces.get(op.target)
+def _check_alias(op, ctx: Context) -> Verdict:
+    """A second name (NetnsAlias, UtsAlias) must name the same namespace as its target."""
+    uts = isinstance(op, O.UtsAlias)
+    names = ctx.observed.uts if uts else ctx.observed.namespaces
+    what = "UTS namespace" if uts else "namespace"
+    alias, target = names.get(op.name), names.get(op.target)
     if alias is None:
-        return _missing(f"namespace name {op.name}")
+        return _missing(f"{what} name {op.name}")
     if target is not None and alias.inode != target.inode:
-        return _remake_name(op, f"{op.name} names another namespace than {op.target}", ctx,
-                            O.NetnsDelete(op.unit, op.name))
+        delete = O.UtsDelete(op.unit, op.name) if uts else O.NetnsDelete(op.unit, op.name)
+        return _remake_name(op, f"{op.name} names another {what} than {op.target}", ctx, delete)
     return None
 
 
@@ -207,16 +211,6 @@ def _check_uts(op: O.UtsCreate, ctx: Context) -> Verdict:
         return _missing(f"UTS namespace {op.name}")
     if uts.hostname != op.hostname or uts.domainname not in (op.domainname or "", "(none)"):
         return _remake_name(op, f"the hostname in {op.name} is {uts.hostname}", ctx, O.UtsDelete(op.unit, op.name))
-    return None
-
-
-def _check_uts_alias(op: O.UtsAlias, ctx: Context) -> Verdict:
-    alias, target = ctx.observed.uts.get(op.name), ctx.observed.uts.get(op.target)
-    if alias is None:
-        return _missing(f"UTS namespace name {op.name}")
-    if target is not None and alias.inode != target.inode:
-        return _remake_name(op, f"{op.name} names another UTS namespace than {op.target}", ctx,
-                            O.UtsDelete(op.unit, op.name))
     return None
 
 
@@ -379,9 +373,9 @@ def _check_dns(op: O.DnsStart, ctx: Context) -> Verdict:
 
 CHECKS: dict[type, Callable[..., Verdict]] = {
     O.NetnsCreate: _check_netns,
-    O.NetnsAlias: _check_netns_alias,
+    O.NetnsAlias: _check_alias,
     O.UtsCreate: _check_uts,
-    O.UtsAlias: _check_uts_alias,
+    O.UtsAlias: _check_alias,
     O.BridgeCreate: _check_bridge,
     O.VethCreate: _check_veth,
     O.MacvlanCreate: lambda op, ctx: _check_sublink(op, ctx, "macvlan"),
