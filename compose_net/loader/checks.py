@@ -695,6 +695,43 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
 # --- project-wide rules ------------------------------------------------------------------------
 
 
+# what `config` prints under x-compose-net (the planned networks and containers): read back, ignored
+EXTENSION_OUTPUT_KEYS = ("networks", "containers")
+
+
+def check_extension(ctx: Context) -> None:
+    """`x-compose-net`: the project's own settings. `default_address_pools` is the JSON of
+    daemon.json's `default-address-pools`, each entry checked as the host's are."""
+    from compose_net.ipam import pool_problems
+
+    ext = ctx.data.get("x-compose-net")
+    if ext is None:
+        return
+    if not isinstance(ext, dict):
+        ctx.error(["x-compose-net"], f"must be a mapping, not {shown(ext)}")
+        return
+    for key in ext:
+        if key != "default_address_pools" and key not in EXTENSION_OUTPUT_KEYS:
+            ctx.error(["x-compose-net", key], f"unknown key {shown(key)} (expected default_address_pools)")
+    pools = ext.get("default_address_pools")
+    if pools is None:
+        return
+    parts: list = ["x-compose-net", "default_address_pools"]
+    if not isinstance(pools, list):
+        ctx.error(parts, "must be a list of {base: NETWORK, size: BITS}")
+        return
+    for i, item in enumerate(pools):
+        if not isinstance(item, dict):
+            ctx.error(parts + [i], "must be a mapping like {base: 10.10.0.0/16, size: 24}")
+            continue
+        for key in item:
+            if key not in ("base", "size"):
+                ctx.error(parts + [i, key], f"unknown key {shown(key)} (expected base and size)")
+        _, problems = pool_problems(item.get("base"), item.get("size"))
+        for field_name, message in problems:
+            ctx.error(parts + [i] + ([field_name] if field_name in item else []), message)
+
+
 def check_project_name(ctx: Context) -> None:
     name = str(ctx.data.get("name") or "")
     if len(name.encode()) > PROJECT_NAME_MAX:
@@ -841,6 +878,7 @@ PROJECT_RULES: list[Callable[[Context], None]] = [
     check_duplicate_interface_names,
     check_overlapping_subnets,
     check_dependency_cycles,
+    check_extension,
 ]
 
 
