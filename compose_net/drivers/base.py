@@ -28,6 +28,14 @@ MTU_OPT = "com.docker.network.driver.mtu"
 MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
 
+# Docker's gateway modes (`com.docker.network.bridge.gateway_mode_ipv4`/`_ipv6`); every driver but
+# the bridge has only `nat`'s meaning (its own masquerade setting)
+NAT = "nat"
+NAT_UNPROTECTED = "nat-unprotected"
+ROUTED = "routed"
+ISOLATED = "isolated"
+GATEWAY_MODES = (NAT, NAT_UNPROTECTED, ROUTED, ISOLATED)
+
 # How a container is connected: through its networks' interfaces (None), or in a mode.
 HOST = "host"  # the host's own namespace (network_mode: host, or only networks of a host driver)
 NONE = "none"  # a namespace with only `lo`
@@ -65,6 +73,14 @@ class NetworkLayout:
     vni: Optional[int] = None
     labels: Mapping[str, str] = field(default_factory=dict)
     keypath: str = ""
+    enable_ipv4: bool = True
+    gateway_mode4: str = NAT  # Docker's gateway modes, per family (bridge only): nat, nat-unprotected,
+    gateway_mode6: str = NAT  # routed, isolated
+    trusted_interfaces: tuple[str, ...] = ()  # host links from which published container ports are open directly
+    host_binding: Optional[ipaddress._BaseAddress] = None  # the host address of a `ports:` entry without one
+
+    def gateway_mode(self, version: int) -> str:
+        return self.gateway_mode4 if version == 4 else self.gateway_mode6
 
     def gateway(self, version: int) -> Optional[ipaddress._BaseAddress]:
         for s in self.subnets:
@@ -109,6 +125,23 @@ class Driver:
     def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Problems with `driver_opts`: (option key, message naming the value)."""
         return []
+
+    ipv6_only = False  # `enable_ipv4: false` is allowed (Docker: bridge, macvlan, ipvlan)
+
+    def check_network(self, opts: Mapping[str, Any], internal: bool, enable_ipv4: bool,
+                      enable_ipv6: bool) -> list[tuple[str, str]]:
+        """Problems of the network as a whole (options that depend on its other settings):
+        (key path below the network, message). The loader reports them at their lines; the
+        layout checks again."""
+        problems = [(f"driver_opts.{k}", m) for k, m in self.check_options(opts)]
+        if not enable_ipv4:
+            if not self.ipv6_only:
+                problems.append(("enable_ipv4", f"the {self.name} driver cannot make an IPv6-only network "
+                                                "(Docker: bridge, macvlan and ipvlan only)"))
+            elif not enable_ipv6:
+                problems.append(("enable_ipv4", "a network needs IPv4 or IPv6: enable_ipv4 false needs "
+                                                "enable_ipv6 true"))
+        return problems
 
     def host_devices(self, net: Network) -> tuple[str, ...]:
         """The host links a network of this driver makes (known before its subnets are)."""
@@ -155,7 +188,7 @@ def gateway_ops(net: NetworkLayout, dev: str) -> list[Op]:
 
     ops: list[Op] = []
     for s in net.subnets:
-        if s.gateway is None:
+        if s.gateway is None or net.gateway_mode(s.subnet.version) == ISOLATED:
             continue
         iface = ipaddress.ip_interface(f"{s.gateway}/{s.subnet.prefixlen}")
         ops.append(AddrAdd(net.unit, None, dev, iface, note=s.note))

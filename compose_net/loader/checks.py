@@ -330,6 +330,14 @@ def check_attachment(ctx: Context, parts: list, cfg: Any) -> None:
 
 
 def check_static_address(ctx: Context, parts: list, value: Any) -> None:
+    network = (ctx.networks.get(parts[3]) or {}) if isinstance(ctx.networks.get(parts[3]), dict) else {}
+    if parts[-1] == "ipv4_address" and network.get("enable_ipv4") is False and value:
+        ctx.error(parts, f"IPv4 address {shown(value)} on network {shown(parts[3])}, which has enable_ipv4: false")
+        return
+    _check_static_address(ctx, parts, value)
+
+
+def _check_static_address(ctx: Context, parts: list, value: Any) -> None:
     service, network, key = parts[1], parts[3], parts[4]
     version = 4 if key == "ipv4_address" else 6
     addr = _ip(value)
@@ -615,6 +623,37 @@ def check_network(ctx: Context, parts: list, cfg: Any) -> None:
         parent = str(opts["parent"])
         if len(parent.encode()) > IFNAMSIZ or not parent or _IFNAME_BAD.search(parent):
             ctx.error(opath + ["parent"], f'invalid parent interface {shown(parent)}')
+    if driver in BUILTIN_DRIVERS:
+        _check_with_driver(ctx, parts, cfg, driver, opts)
+
+
+# driver options the loader checks above in its own words; the driver's check says the same
+_CHECKED_HERE = {f"driver_opts.{k}" for k in (OPT_BRIDGE_NAME, "macvlan_mode", "ipvlan_mode", "ipvlan_flag", "parent")}
+
+
+def _check_with_driver(ctx: Context, parts: list, cfg: dict, driver: str, opts: dict) -> None:
+    """What the driver says of the network as a whole (drivers own their options), and the
+    IPv4 settings an IPv6-only network cannot have."""
+    from compose_net import drivers
+
+    flags = {k: cfg.get(k) for k in ("internal", "enable_ipv4", "enable_ipv6")}
+    if any(v is not None and not isinstance(v, bool) for v in flags.values()):
+        return  # reported above
+    problems = drivers.get(driver).check_network({str(k): "" if v is None else str(v) for k, v in opts.items()},
+                                                 internal=flags["internal"] is True,
+                                                 enable_ipv4=flags["enable_ipv4"] is not False,
+                                                 enable_ipv6=flags["enable_ipv6"] is True)
+    for path, message in problems:
+        if path not in _CHECKED_HERE:
+            ctx.error(parts + (["driver_opts", path[len("driver_opts."):]] if path.startswith("driver_opts.")
+                               else path.split(".")), message)
+    if flags["enable_ipv4"] is False:
+        ipam = cfg.get("ipam") if isinstance(cfg.get("ipam"), dict) else {}
+        for i, pool in enumerate(ipam.get("config") or []):
+            subnet = _net(pool.get("subnet")) if isinstance(pool, dict) else None
+            if subnet is not None and subnet.version == 4:
+                ctx.error(parts + ["ipam", "config", i, "subnet"],
+                          f"IPv4 subnet {subnet} on a network with enable_ipv4: false")
 
 
 def check_ipam_config(ctx: Context, parts: list, cfg: Any) -> None:
