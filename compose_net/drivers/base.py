@@ -14,6 +14,7 @@ anything.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -36,12 +37,68 @@ ROUTED = "routed"
 ISOLATED = "isolated"
 GATEWAY_MODES = (NAT, NAT_UNPROTECTED, ROUTED, ISOLATED)
 
+# Per attachment (any driver, as Docker's is not driver-specific): sysctls of that interface,
+# "net.ipv4.conf.IFNAME.forwarding=1,...", IFNAME standing for the interface's name inside
+ENDPOINT_SYSCTLS_OPT = "com.docker.network.endpoint.sysctls"
+ENDPOINT_SYSCTL_PREFIXES = ("net.ipv4.", "net.ipv6.", "net.mpls.")
+# the per-interface trees: the name's fourth step is the interface
+_PER_INTERFACE = {("net", "ipv4", "conf"), ("net", "ipv4", "neigh"), ("net", "ipv6", "conf"),
+                  ("net", "ipv6", "neigh"), ("net", "mpls", "conf")}
+_SYSCTL_STEP = re.compile(r"[A-Za-z0-9_-]+")
+_SYSCTL_VALUE = re.compile(r"[A-Za-z0-9_.:+-]+")
+
 # How a container is connected: through its networks' interfaces (None), or in a mode.
 HOST = "host"  # the host's own namespace (network_mode: host, or only networks of a host driver)
 NONE = "none"  # a namespace with only `lo`
 LEGACY = "legacy"  # network_mode: bridge, the legacy default bridge shared by every project
 SHARES = "shares"  # network_mode: service:X, X's namespace
 UNSUPPORTED = "unsupported"  # network_mode: container:X (no such container here)
+
+
+def endpoint_sysctls(text: Any) -> tuple[list[tuple[tuple[str, ...], str]], list[str]]:
+    """The settings of `com.docker.network.endpoint.sysctls` as (name steps, value), or what is
+    wrong with them. Only net.ipv4./net.ipv6./net.mpls. keys (Docker's rule), and only keys of
+    the interface itself, named IFNAME: a key naming another interface, `all` or `default`, or
+    the namespace as a whole would reach past this attachment (service `sysctls` are for those)."""
+    settings: list[tuple[tuple[str, ...], str]] = []
+    problems: list[str] = []
+    for item in str(text).split(","):
+        if not item.strip():
+            problems.append(f'empty setting in "{text}" (expected KEY=VALUE,...)')
+            continue
+        key, eq, value = (x.strip() for x in item.partition("="))
+        if not eq or not key:
+            problems.append(f'"{item.strip()}" is not KEY=VALUE')
+            continue
+        steps = tuple(key.split("."))
+        if not key.startswith(ENDPOINT_SYSCTL_PREFIXES):
+            problems.append(f'sysctl "{key}" is not allowed: only net.ipv4., net.ipv6. and net.mpls. keys')
+        elif not all(_SYSCTL_STEP.fullmatch(step) for step in steps):
+            problems.append(f'invalid sysctl name "{key}"')
+        elif len(steps) != 5 or steps[:3] not in _PER_INTERFACE or steps[3] != "IFNAME":
+            problems.append(f'sysctl "{key}" is not a setting of this interface: write it as '
+                            f"{'.'.join(steps[:3]) if steps[:3] in _PER_INTERFACE else 'net.ipv4.conf'}.IFNAME.NAME "
+                            "(settings of the whole namespace go in the service's sysctls)")
+        elif not _SYSCTL_VALUE.fullmatch(value):
+            problems.append(f'sysctl {key} value "{value}" is not one word of letters, digits and _.:+-')
+        else:
+            settings.append((steps, value))
+    return settings, problems
+
+
+def interface_sysctls(text: Any, ifname: str) -> tuple[tuple[str, str], ...]:
+    """The settings with IFNAME replaced, as /proc/sys paths (slashes: an interface name may hold
+    dots). A second line of defence behind the loader: a bad setting or an interface name that
+    would make the path name another file is refused here too."""
+    from compose_net.errors import PlanError
+
+    settings, problems = endpoint_sysctls(text)
+    if problems:
+        raise PlanError(problems[0])
+    if not ifname or ifname in (".", "..", "all", "default") or "/" in ifname or len(ifname.encode()) > 15:
+        raise PlanError(f"refusing per-endpoint sysctls for interface name {ifname!r}")
+    return tuple(("/".join(ifname if step == "IFNAME" else step for step in steps), value)
+                 for steps, value in settings)
 
 
 @dataclass(frozen=True)
@@ -112,6 +169,7 @@ class InterfaceLayout:
     ipv6_note: str = ""
     link_local: tuple[IPInterface, ...] = ()  # `link_local_ips`: extra link-scope addresses
     hairpin: bool = False  # the container publishes ports: it may reach itself through them
+    sysctls: tuple[tuple[str, str], ...] = ()  # com.docker.network.endpoint.sysctls: (/proc/sys path, value)
 
 
 class Driver:
@@ -170,9 +228,12 @@ class Driver:
 
 
 def address_ops(net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
-    from compose_net.plan.ops import AddrAdd, LinkUp
+    from compose_net.plan.ops import AddrAdd, LinkUp, SysctlSet
 
-    ops: list[Op] = [LinkUp(iface.unit, iface.netns, iface.ifname)]
+    # the interface's own sysctls before it is up and addressed (disable_ipv6, accept_ra...)
+    ops: list[Op] = [SysctlSet(iface.unit, iface.netns, key, value, note=ENDPOINT_SYSCTLS_OPT)
+                     for key, value in iface.sysctls]
+    ops.append(LinkUp(iface.unit, iface.netns, iface.ifname))
     if iface.ipv4 is not None:
         ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv4, note=iface.ipv4_note))
     if iface.ipv6 is not None:

@@ -369,6 +369,15 @@ def _check_static_address(ctx: Context, parts: list, value: Any) -> None:
         ctx.static[key2] = format_path(parts)
 
 
+def check_endpoint_opts(ctx: Context, parts: list, value: Any) -> None:
+    """Per attachment `driver_opts`: the per-endpoint sysctls become files under /proc/sys."""
+    from compose_net.drivers.base import ENDPOINT_SYSCTLS_OPT, endpoint_sysctls
+
+    if isinstance(value, dict) and ENDPOINT_SYSCTLS_OPT in value:
+        for message in endpoint_sysctls(value[ENDPOINT_SYSCTLS_OPT])[1]:
+            ctx.error(parts + [ENDPOINT_SYSCTLS_OPT], message)
+
+
 def check_priority(ctx: Context, parts: list, value: Any) -> None:
     if isinstance(value, float) and not value.is_integer():
         ctx.error(parts, f"{parts[-1]} must be an integer, not {value}")
@@ -701,6 +710,7 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
     ("services.*.networks.*.ipv6_address", check_static_address),
     ("services.*.networks.*.mac_address", check_mac),
     ("services.*.networks.*.priority", check_priority),
+    ("services.*.networks.*.driver_opts", check_endpoint_opts),
     ("services.*.networks.*.gw_priority", check_priority),
     ("services.*.networks.*.link_local_ips[]", check_link_local),
     ("services.*.networks.*.interface_name", check_interface_name),

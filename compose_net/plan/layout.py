@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 from compose_net import drivers, graph as pgraph, ipam, naming
 from compose_net.dns.records import ttl_setting
-from compose_net.drivers.base import HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED, InterfaceLayout, NetworkLayout
+from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED,
+                                      InterfaceLayout, NetworkLayout, interface_sysctls)
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
@@ -314,9 +315,16 @@ class Layout:
         host_if = naming.veth_name(c.name, net.name) if net.bridge else None
         link_local = tuple(ipaddress.ip_interface((int(x), 16 if x.version == 4 else 64))
                            for x in (a.link_local_ips if a is not None else ()))
+        sysctls: tuple[tuple[str, str], ...] = ()
+        if a is not None and ENDPOINT_SYSCTLS_OPT in a.driver_opts:
+            try:
+                sysctls = interface_sysctls(a.driver_opts[ENDPOINT_SYSCTLS_OPT], ifname)
+            except PlanError as exc:
+                raise _err(self.project, f"{a.keypath or svc.keypath + '.networks.' + a.network}.driver_opts."
+                           f"{ENDPOINT_SYSCTLS_OPT}", exc.message) from None
         layout = InterfaceLayout(c.name, box.unit, box.netns, net.key, ifname, host_if, mac, iface4, iface6,
                                  note4 if iface4 else "", note6 if iface6 else "", link_local,
-                                 hairpin=bool(svc.ports))
+                                 hairpin=bool(svc.ports), sysctls=sysctls)
         names: list[str] = []
         if box.mode != LEGACY:  # the legacy bridge has no name resolution (links only)
             names = [svc.name, c.name, *(a.aliases if a is not None else ()), cid[:12]]
