@@ -416,7 +416,7 @@ def cmd_network(args: argparse.Namespace) -> int:
     with state.host_lock():
         if sub == "create":
             netadmin.create(args.name, subnet=args.subnet, gateway=args.gateway,
-                            internal=args.internal, driver=args.driver)
+                            internal=args.internal, driver=args.driver, environment=dict(os.environ))
             _out(args.name)
         else:
             for name in args.names:

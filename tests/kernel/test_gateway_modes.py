@@ -25,6 +25,14 @@ services:
   nat:
     image: x
     networks: [plain]
+  tr:
+    image: x
+    networks: [trusting]
+    ports: ["18192:80"]
+  lo:
+    image: x
+    networks: [local]
+    ports: ["18193:80"]
   vault:
     image: x
     networks: [closed]
@@ -39,18 +47,24 @@ services:
     networks: [v6only]
 networks:
   routed:
-    ipam: {config: [{subnet: 10.219.1.0/24}]}
-    driver_opts: {com.docker.network.bridge.gateway_mode_ipv4: routed}
+    ipam: {{config: [{{subnet: 10.219.1.0/24}}]}}
+    driver_opts: {{com.docker.network.bridge.gateway_mode_ipv4: routed}}
   plain:
-    ipam: {config: [{subnet: 10.219.4.0/24}]}
+    ipam: {{config: [{{subnet: 10.219.4.0/24}}]}}
+  trusting:
+    ipam: {{config: [{{subnet: 10.219.5.0/24}}]}}
+    driver_opts: {{com.docker.network.bridge.trusted_host_interfaces: "{trusted}"}}
+  local:
+    ipam: {{config: [{{subnet: 10.219.6.0/24}}]}}
+    driver_opts: {{com.docker.network.bridge.host_binding_ipv4: 127.0.0.1}}
   closed:
     internal: true
-    ipam: {config: [{subnet: 10.219.2.0/24}]}
-    driver_opts: {com.docker.network.bridge.gateway_mode_ipv4: isolated}
+    ipam: {{config: [{{subnet: 10.219.2.0/24}}]}}
+    driver_opts: {{com.docker.network.bridge.gateway_mode_ipv4: isolated}}
   v6only:
     enable_ipv4: false
     enable_ipv6: true
-    ipam: {config: [{subnet: "fd17:219:3::/64"}]}
+    ipam: {{config: [{{subnet: "fd17:219:3::/64"}}]}}
 """
 
 HOST_PORT = 18191  # a host service on every address, started by the test
@@ -69,13 +83,14 @@ def serve(ns: str | None, name: str, *specs: str) -> subprocess.Popen:
 def up(kernel_lock, tmp_path_factory):
     tag = uuid.uuid4().hex[:7]
     uplink = Uplink(tag[:6], index=7)
-    project = Up(tmp_path_factory.mktemp("gwmodes"), COMPOSE, tag)
+    project = Up(tmp_path_factory.mktemp("gwmodes"), COMPOSE.format(trusted=uplink.host_if), tag)
     try:
         uplink.create()
         # direct routing: the outside world routes the routed network's subnet via the host
         sh("ip", "route", "add", "10.219.1.0/24", "via", uplink.host_ip, ns=uplink.ns)
-        sh("ip", "route", "add", "10.219.4.0/24", "via", uplink.host_ip, ns=uplink.ns)
-        project.start({"web": ("tcp:80", "tcp:81"), "nat": ("tcp:80",), "vault": ("tcp:80",),
+        for n in (4, 5):
+            sh("ip", "route", "add", f"10.219.{n}.0/24", "via", uplink.host_ip, ns=uplink.ns)
+        project.start({"web": ("tcp:80", "tcp:81"), "nat": ("tcp:80",), "tr": ("tcp:80", "tcp:81"), "lo": ("tcp:80",), "vault": ("tcp:80",),
                        "v6a": ("tcp6:80",), "v6b": ("tcp6:80",)})
         project.servers.append(serve(uplink.ns, "uplink", "tcp:80"))
         project.servers.append(serve(None, "host", f"tcp:{HOST_PORT}"))
@@ -146,3 +161,17 @@ def test_endpoint_sysctls_are_set_on_that_interface_inside(up):
     assert sh("cat", "/proc/sys/net/ipv6/conf/default/hop_limit", ns=ns).stdout.strip() == "64"
     # and not on the host
     assert sh("cat", "/proc/sys/net/ipv6/conf/default/hop_limit").stdout.strip() != "33"
+
+
+def test_trusted_host_interface_reaches_published_ports_at_the_container_address(up):
+    u, tr = up.uplink, up.ip("tr")
+    assert probe(u.ns, "tcp", tr, 80) == f"tr:80 {u.peer_ip}"
+    assert probe(u.ns, "tcp", tr, 81) == "timeout"  # not published
+    assert probe(u.ns, "tcp", u.host_ip, 18192) == f"tr:80 {u.peer_ip}"  # still NAT through the host
+
+
+def test_host_binding_keeps_ports_without_a_host_address_on_loopback(up):
+    u = up.uplink
+    assert probe(None, "tcp", "127.0.0.1", 18193) == "lo:80 10.219.6.1"
+    assert not probe(u.ns, "tcp", u.host_ip, 18193).startswith("lo:")
+    assert "127.0.0.1:18193->80/tcp" in up.containers["lo"]["Ports"]

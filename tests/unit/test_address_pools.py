@@ -193,3 +193,9 @@ def test_cli_project_pools_and_a_bad_variable(tmp_path, capsys, monkeypatch):
     (tmp_path / "none.json").write_text('{"default-address-pools": [{"base": "10.1.0.0/16", "size": 8}]}')
     assert cli.main(["up", "--dry-run", "-p", "pooltest"]) == 2
     assert capsys.readouterr().err.startswith(f"{tmp_path}/none.json: default-address-pools[0].size: size 8 is smaller")
+
+
+def test_network_create_takes_the_pools_of_the_shell():
+    from compose_net import netadmin
+    plan = netadmin.plan_create("lan", facts=HostFacts(), environment={VAR: "base=10.77.0.0/16,size=24"})
+    assert str(plan.state.networks[0].subnets[0].subnet) == "10.77.0.0/24"
