@@ -68,6 +68,35 @@ networks:
 """
 
 HOST_PORT = 18191  # a host service on every address, started by the test
+SINK_PORT = 18194  # a host UDP sink that never answers (so nothing is sent back anywhere)
+
+SINK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(512)
+    print(data.decode(), peer[0], flush=True)
+"""
+
+
+def sent(ns: str, host: str, port: int, word: str) -> None:
+    code = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))")
+    sh(sys.executable, "-c", code, host, str(port), word, ns=ns, check=False)
+
+
+def received(sink: subprocess.Popen, wait: float = 1.0) -> str:
+    import os
+    import select
+    import time
+
+    out, end = "", time.monotonic() + wait
+    while time.monotonic() < end:
+        if select.select([sink.stdout], [], [], 0.1)[0]:
+            out += os.read(sink.stdout.fileno(), 4096).decode()
+    return out
 
 
 def serve(ns: str | None, name: str, *specs: str) -> subprocess.Popen:
@@ -138,6 +167,36 @@ def test_isolated_bridge_has_no_address_and_the_host_is_unreachable(up):
     assert probe(up.ns("nat"), "tcp", u.host_ip, HOST_PORT).startswith(f"host:{HOST_PORT} ")
     # containers of the isolated network still reach each other's addresses on their link: vault alone here
     assert probe(vault_ns, "tcp", up.ip("vault"), 80).startswith("vault:80")
+
+
+def test_isolated_drops_at_the_host_what_a_container_routes_to_it(up):
+    """One-way UDP to a host sink (nothing answers, so nothing leaves through the host's own
+    routes): dropped from the isolated network, delivered from a nat one; and, the control,
+    delivered from the isolated network too once the input rule is flushed (`up` repairs it)."""
+    from test_ports import cli
+
+    u, vault_ns = up.uplink, up.ns("vault")
+    sh("ip", "route", "replace", f"{u.host_ip}/32", "dev", "eth0", ns=vault_ns)
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(SINK_PORT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout.readline().strip() == "ready"
+        sent(vault_ns, u.host_ip, SINK_PORT, "from-isolated")
+        sent(up.ns("nat"), u.host_ip, SINK_PORT, "from-nat")
+        got = received(sink)
+        assert "from-nat" in got and "from-isolated" not in got
+        table = f"cn-{up.project}"
+        sh("nft", "flush", "chain", "inet", table, "input")
+        try:
+            sent(vault_ns, u.host_ip, SINK_PORT, "unguarded")
+            assert f"unguarded {up.ip('vault')}" in received(sink)
+        finally:
+            cli("up", "--quiet", project=up.project, file=up.file)
+        assert "gateway mode isolated" in sh("nft", "list", "chain", "inet", table, "input").stdout
+        sent(vault_ns, u.host_ip, SINK_PORT, "again")
+        assert "again" not in received(sink)
+    finally:
+        sink.kill()
+        sink.wait()
 
 
 def test_ipv6_only_network_carries_traffic_without_ipv4(up):
