@@ -365,7 +365,13 @@ class Layout:
         for c in pgraph.containers(self.graph):
             box = self.boxes[c.container.name]
             binding = self._host_binding(box)
+            lead = self._ports_lead_to(box)
             for p in box.service.ports:
+                if lead is not None and p.published is not None and all(
+                        lead.gateway_mode(s.subnet.version) == "routed" for s in lead.subnets):
+                    # Docker logs the same: the mapping opens the container port at its address
+                    self.warnings.append(f"{c.container.name}: host port {p.published} of {p.keypath or 'ports'} "
+                                         f"is not used: network {lead.name} is in gateway mode routed")
                 size = p.target_end - p.target + 1
                 host_ip = p.host_ip if p.host_ip is not None else binding
                 entry = {"protocol": p.protocol, "host_ip": host_ip, "published": p.published,
@@ -380,16 +386,22 @@ class Layout:
             box.ports.append(PortState(**entry))
         self._loopback_publishing()
 
-    def _host_binding(self, box: Box) -> Optional[ipaddress._BaseAddress]:
-        """The network's `host_binding_ipv4`/`_ipv6` where the container's ports lead (the
-        default-route interface on a bridge with a way out, else the first such): the host
-        address of a `ports:` entry that gives none."""
+    def _ports_lead_to(self, box: Box) -> Optional[NetworkLayout]:
+        """The network a container's published ports lead to: its default-route interface's on
+        a bridge with a way out, else the first such (as the firewall chooses)."""
         owner = self.boxes.get(box.shares) if box.shares else box
         if owner is None:
             return None
         candidates = [it for it in owner.ifaces if it.net.bridge and not it.net.internal]
         chosen = next((it for it in candidates if it.default4 or it.default6), candidates[0] if candidates else None)
-        binding = chosen.net.host_binding if chosen is not None else None
+        return chosen.net if chosen is not None else None
+
+    def _host_binding(self, box: Box) -> Optional[ipaddress._BaseAddress]:
+        """The network's `host_binding_ipv4`/`_ipv6` where the container's ports lead (the
+        default-route interface on a bridge with a way out, else the first such): the host
+        address of a `ports:` entry that gives none."""
+        net = self._ports_lead_to(box)
+        binding = net.host_binding if net is not None else None
         # Docker: 0.0.0.0 is every IPv4 and IPv6 address, as no binding is; `::` is IPv6 only
         return None if binding is not None and binding.version == 4 and binding.is_unspecified else binding
 

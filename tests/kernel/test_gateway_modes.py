@@ -234,3 +234,12 @@ def test_host_binding_keeps_ports_without_a_host_address_on_loopback(up):
     assert probe(None, "tcp", "127.0.0.1", 18193) == "lo:80 10.219.6.1"
     assert not probe(u.ns, "tcp", u.host_ip, 18193).startswith("lo:")
     assert "127.0.0.1:18193->80/tcp" in up.containers["lo"]["Ports"]
+
+
+def test_up_again_and_check_find_nothing_to_change(up):
+    """The new objects (the input chain, sysctls named by path, IPv6-only interfaces) read back
+    from the kernel as planned."""
+    from test_ports import cli
+
+    proc = cli("check", project=up.project, file=up.file, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -199,3 +199,14 @@ def test_network_create_takes_the_pools_of_the_shell():
     from compose_net import netadmin
     plan = netadmin.plan_create("lan", facts=HostFacts(), environment={VAR: "base=10.77.0.0/16,size=24"})
     assert str(plan.state.networks[0].subnets[0].subnet) == "10.77.0.0/24"
+
+
+def test_the_variable_may_come_from_the_projects_env_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "compose.yml").write_text("services:\n  a: {image: x}\n")
+    (tmp_path / ".env").write_text(f"{VAR}=base=10.66.0.0/16,size=24\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPOSE_NET_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("COMPOSE_NET_DAEMON_JSON", str(tmp_path / "none.json"))
+    monkeypatch.delenv(VAR, raising=False)
+    assert cli.main(["up", "--dry-run", "-p", "envpools"]) == 0
+    assert f"subnet 10.66.0.0/24 (next free /24 of pool 10.66.0.0/16, {VAR})" in capsys.readouterr().out

@@ -183,3 +183,10 @@ def test_ipv6_only_network_has_no_ipv4_anywhere_and_an_ipv6_default_route(tmp_pa
     assert not any(x.startswith("0.0.0.0:") for x in words(plan))
     assert any(x.startswith("[::]:8080 -> gm-a-1 [fd") for x in words(plan))
     nft_check(plan)
+
+
+def test_routed_warns_that_the_host_port_is_not_used(tmp_path):
+    plan = planned(tmp_path, web({"gateway_mode_ipv4": "routed"}))
+    assert any("host port 8080 of services.web.ports[0] is not used: network gm_n is in gateway mode routed" in w
+               for w in plan.warnings)
+    assert not planned(tmp_path, web({"gateway_mode_ipv4": "routed"}, ports='["80"]')).warnings
