@@ -20,6 +20,7 @@ given (whose network address may be handed out, as Docker does).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import ipaddress
@@ -371,13 +372,19 @@ def _walk(pool: Pool, taken: Sequence[tuple[int, int, Taken]]) -> tuple[Optional
     cur = first
     skipped: list[tuple[IPNetwork, Taken]] = []
     used: dict[str, int] = {}
+    starts = [t[0] for t in taken]
+    lo = 0  # taken[:lo] all end below `cur`, which only grows
     while cur <= end:
         last = cur + step - 1
-        hit = next((t for t in taken if t[0] <= last and t[1] >= cur), None)
+        while lo < len(taken) and taken[lo][1] < cur:
+            lo += 1
+        # the first taken prefix (by start) that reaches into this block, if any starts in time
+        hit = taken[lo] if lo < bisect.bisect_right(starts, last) else None
         if hit is None:
             return ipaddress.ip_network((cur, pool.size)), skipped, used
         nxt = first + ((min(max(hit[1], last), end) - first) // step + 1) * step
-        skipped.append((_shown_block(pool, cur, hit[2]), hit[2]))
+        if not hit[2].why.startswith("network "):  # this project's own networks go unmentioned
+            skipped.append((_shown_block(pool, cur, hit[2]), hit[2]))
         used[hit[2].who or hit[2].why] = used.get(hit[2].who or hit[2].why, 0) + (nxt - cur) // step
         cur = nxt
     return None, skipped, used
@@ -397,7 +404,7 @@ def _auto(project: Project, net: Network, version: int, pools: Sequence[Pool], t
     usage: list[tuple[Pool, dict[str, int]]] = []
     for pool in (p for p in pools if p.base.version == version):
         prefix, passed, used = _walk(pool, ranges)
-        skipped += [f"{block} ({hit.why})" for block, hit in passed if not hit.why.startswith("network ")]
+        skipped += [f"{block} ({hit.why})" for block, hit in passed]
         if prefix is None:
             usage.append((pool, used))
             continue
