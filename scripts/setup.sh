@@ -12,6 +12,8 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v flock >/dev/null || need+=(util-linux)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v sysctl >/dev/null || need+=(procps)
+command -v etcd >/dev/null || need+=(etcd-server)  # the cluster store tests run a real one
+command -v etcdctl >/dev/null || need+=(etcd-client)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

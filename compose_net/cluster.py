@@ -1,0 +1,325 @@
+"""The cluster store: the only module that talks to etcd (v3, through its JSON gateway, etcd3gw).
+
+What hosts running one project share: each overlay network's subnet and VNI (chosen once, by
+whichever host comes first), the endpoint addresses leased on it (never twice), the hosts
+themselves (their underlay address is their VTEP) and their endpoints. Everything a host owns
+lives under its etcd lease, so a host that dies leaves the cluster when the lease expires.
+
+Key layout, all under PREFIX (default `/compose-net/v1/`; docs/design.md has the same table):
+
+    hosts/HOST                         {"underlay": ADDR}                       host lease
+    networks/NET/subnet                "10.0.3.0/24"                            permanent
+    networks/NET/vni                   "4100"                                   permanent
+    networks/NET/addresses/ADDR        "HOST CONTAINER"                         host lease
+    networks/NET/endpoints/CONTAINER   {"host", "vtep", "address", "mac", "names"}  host lease
+    subnets/SUBNET                     NET   (SUBNET with "/" as "_")           permanent
+    vnis/VNI                           NET                                      permanent
+
+Every choice is one transaction that compares create_revision == 0 on the keys it claims
+(compare-and-swap): two hosts choosing at the same moment cannot both win, the loser rereads.
+NET is the network's full name (PROJECT_NAME), HOST the underlay address.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional
+from urllib.parse import urlsplit
+
+from compose_net.errors import RuntimeFailure
+
+DEFAULT_PREFIX = "/compose-net/v1/"
+DEFAULT_TTL = 15
+GLOBAL_POOL = ipaddress.IPv4Network("10.0.0.0/8")
+GLOBAL_SIZE = 24
+VNI_FIRST = 4096  # Docker's overlay VNIs start here
+VNI_LAST = (1 << 24) - 1
+ENV = "COMPOSE_NET_CLUSTER"
+
+
+class ClusterError(RuntimeFailure):
+    """etcd could not be reached or refused what was asked: nothing was changed by this run."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NetworkClaim:
+    network: str
+    subnet: ipaddress.IPv4Network
+    vni: int
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    network: str
+    container: str
+    host: str
+    vtep: ipaddress.IPv4Address
+    address: ipaddress.IPv4Address
+    mac: str
+    names: tuple[str, ...]
+
+
+def parse_url(text: str) -> tuple[Endpoint, ...]:
+    """`etcd://host:port[,host:port...]` → endpoints; ValueError naming the bad part."""
+    if not text.startswith("etcd://"):
+        raise ValueError(f"cluster URL {text!r}: expected etcd://HOST:PORT[,HOST:PORT...]")
+    out = []
+    for part in text[len("etcd://"):].rstrip("/").split(","):
+        parsed = urlsplit("//" + part)
+        try:
+            port = parsed.port or 2379
+        except ValueError:
+            raise ValueError(f"cluster URL {text!r}: bad port in {part!r}") from None
+        if not parsed.hostname or parsed.path or parsed.username:
+            raise ValueError(f"cluster URL {text!r}: bad endpoint {part!r}")
+        out.append(Endpoint(parsed.hostname, port))
+    return tuple(out)
+
+
+def _subnet_key(subnet: ipaddress.IPv4Network) -> str:
+    return str(subnet).replace("/", "_")
+
+
+def candidate_subnets(taken: Iterable[ipaddress._BaseNetwork]) -> Iterator[ipaddress.IPv4Network]:
+    """Docker's global pool in /24s, skipping what overlaps anything taken (routes, claims)."""
+    taken = [t for t in taken if t.version == 4]
+    for subnet in GLOBAL_POOL.subnets(new_prefix=GLOBAL_SIZE):
+        if not any(subnet.overlaps(t) for t in taken):
+            yield subnet
+
+
+def candidate_addresses(subnet: ipaddress.IPv4Network, reserved: set) -> Iterator[ipaddress.IPv4Address]:
+    for addr in subnet.hosts():
+        if addr not in reserved:
+            yield addr
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _put(key: str, value: str, lease: Optional[int] = None) -> dict:
+    req: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+    if lease:
+        req["lease"] = str(lease)
+    return {"request_put": req}
+
+
+def _absent(key: str) -> dict:
+    return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
+
+
+class Store:
+    """One connection to an etcd cluster (the first endpoint that answers)."""
+
+    def __init__(self, endpoints: tuple[Endpoint, ...], prefix: str = DEFAULT_PREFIX,
+                 timeout: float = 3.0):
+        import etcd3gw  # imported only by commands that use a cluster
+        self.prefix = prefix
+        self.servers = endpoints
+        errors = []
+        for ep in endpoints:
+            client = etcd3gw.Etcd3Client(host=ep.host, port=ep.port, timeout=timeout, api_path="/v3/")
+            try:
+                client.status()
+            except Exception as exc:  # etcd3gw raises its own tree and requests' errors
+                errors.append(f"{ep.host}:{ep.port}: {type(exc).__name__}")
+                continue
+            self.client, self.endpoint = client, ep
+            return
+        raise ClusterError("cluster store unreachable (" + "; ".join(errors) + "): nothing was changed")
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> "Store":
+        try:
+            endpoints = parse_url(url)
+        except ValueError as exc:
+            raise ClusterError(str(exc)) from None
+        return cls(endpoints, **kw)
+
+    # --- raw access -------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except Exception as exc:
+            raise ClusterError(f"cluster store {self.endpoint.host}:{self.endpoint.port}: "
+                               f"{type(exc).__name__}: {exc}") from None
+
+    def _txn(self, compare: list, success: list, failure: Optional[list] = None) -> dict:
+        return self._call(self.client.transaction,
+                          {"compare": compare, "success": success, "failure": failure or []})
+
+    def get(self, key: str) -> Optional[str]:
+        values = self._call(self.client.get, self.prefix + key)
+        return values[0].decode() if values else None
+
+    def get_prefix(self, key: str) -> dict[str, str]:
+        pairs = self._call(self.client.get_prefix, self.prefix + key)
+        n = len(self.prefix)
+        return {meta["key"].decode()[n:]: value.decode() for value, meta in pairs}
+
+    def delete_prefix(self, key: str) -> None:
+        self._call(self.client.delete_prefix, self.prefix + key)
+
+    # --- hosts and leases -------------------------------------------------------------------
+    def underlay_address(self) -> ipaddress.IPv4Address:
+        """The address this host reaches etcd from: its VTEP (no packet is sent)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((self.endpoint.host, self.endpoint.port))
+            return ipaddress.IPv4Address(s.getsockname()[0])
+
+    def register_host(self, host: str, ttl: int = DEFAULT_TTL) -> int:
+        """The host's lease (reused while it lives) with hosts/HOST under it; the lease id."""
+        values = self._call(self.client.get, self.prefix + "hosts/" + host, metadata=True)
+        if values:
+            lease = int(values[0][1].get("lease", 0))
+            if lease and self.keepalive(lease):
+                return lease
+        lease = int(self._call(self.client.lease, ttl).id)
+        self._call(self.client.put, self.prefix + "hosts/" + host,
+                   json.dumps({"underlay": host, "ttl": ttl}), lease=_Lease(lease))
+        return lease
+
+    def keepalive(self, lease: int) -> bool:
+        """Refresh the lease; False when it has expired (its keys are gone)."""
+        result = self._call(self.client.post, self.client.get_url("/lease/keepalive"),
+                            json={"ID": str(lease)})
+        return int(result.get("result", {}).get("TTL", 0)) > 0
+
+    def hosts(self) -> dict[str, dict]:
+        return {k[len("hosts/"):]: json.loads(v) for k, v in self.get_prefix("hosts/").items()}
+
+    # --- IPAM ---------------------------------------------------------------------------------
+    def claim_network(self, network: str, wanted: Optional[ipaddress.IPv4Network],
+                      routed: Iterable[ipaddress._BaseNetwork], first_vni: int = VNI_FIRST) -> NetworkClaim:
+        """The network's subnet and VNI, chosen once in the cluster (the first host to ask wins)."""
+        routed = list(routed)
+        for _ in range(64):  # each retry means another host won a race; the claim is then read
+            held = self._network_claim(network)
+            if held:
+                return held
+            owners = {ipaddress.ip_network(k[len("subnets/"):].replace("_", "/")): v
+                      for k, v in self.get_prefix("subnets/").items()}
+            taken = list(owners)
+            if wanted is not None:
+                subnet = wanted
+                clash = next((t for t in taken if subnet.overlaps(t)), None)
+                if clash is not None:
+                    raise ClusterError(f"network {network}: subnet {subnet} overlaps {clash}, "
+                                       f"overlay network {owners[clash]}'s in the cluster")
+            else:
+                subnet = next(candidate_subnets(taken + routed), None)
+                if subnet is None:
+                    raise ClusterError(f"network {network}: the cluster's pool {GLOBAL_POOL} is used up")
+            vnis = {int(k[len("vnis/"):]) for k in self.get_prefix("vnis/")}
+            vni = next(v for v in range(first_vni, VNI_LAST + 1) if v not in vnis)
+            base = f"networks/{network}/"
+            keys = [base + "subnet", f"subnets/{_subnet_key(subnet)}", f"vnis/{vni}"]
+            done = self._txn([_absent(self.prefix + k) for k in keys],
+                             [_put(self.prefix + keys[0], str(subnet)),
+                              _put(self.prefix + base + "vni", str(vni)),
+                              _put(self.prefix + keys[1], network), _put(self.prefix + keys[2], network)])
+            if done.get("succeeded"):
+                return NetworkClaim(network, subnet, vni)
+        raise ClusterError(f"network {network}: could not claim a subnet (too much contention)")
+
+    def _network_claim(self, network: str) -> Optional[NetworkClaim]:
+        held = self.get_prefix(f"networks/{network}/")
+        if f"networks/{network}/subnet" not in held:
+            return None
+        return NetworkClaim(network, ipaddress.IPv4Network(held[f"networks/{network}/subnet"]),
+                            int(held[f"networks/{network}/vni"]))
+
+    def lease_address(self, claim: NetworkClaim, host: str, container: str, lease: int,
+                      reserved: Iterable[ipaddress.IPv4Address] = (),
+                      wanted: Optional[ipaddress.IPv4Address] = None) -> ipaddress.IPv4Address:
+        """An address on the network for HOST's CONTAINER, never one another endpoint holds."""
+        base = f"networks/{claim.network}/addresses/"
+        owner = f"{host} {container}"
+        for _ in range(256):
+            held = {ipaddress.IPv4Address(k[len(base):]): v for k, v in self.get_prefix(base).items()}
+            mine = [a for a, v in held.items() if v == owner]
+            if mine and (wanted is None or wanted in mine):
+                return wanted or mine[0]
+            if wanted is not None:
+                if wanted in held:
+                    raise ClusterError(f"network {claim.network}: {wanted} is leased by {held[wanted]}")
+                addr = wanted
+            else:
+                addr = next(candidate_addresses(claim.subnet, set(reserved) | set(held)), None)
+                if addr is None:
+                    raise ClusterError(f"network {claim.network}: no free address in {claim.subnet}")
+            key = self.prefix + base + str(addr)
+            if self._txn([_absent(key)], [_put(key, owner, lease)]).get("succeeded"):
+                return addr
+        raise ClusterError(f"network {claim.network}: could not lease an address (too much contention)")
+
+    def register_endpoint(self, ep: RemoteEndpoint, lease: int) -> None:
+        value = json.dumps({"host": ep.host, "vtep": str(ep.vtep), "address": str(ep.address),
+                            "mac": ep.mac, "names": list(ep.names)})
+        self._call(self.client.put, self.prefix + f"networks/{ep.network}/endpoints/{ep.container}",
+                   value, lease=_Lease(lease))
+
+    def endpoints(self, network: str) -> tuple[RemoteEndpoint, ...]:
+        base = f"networks/{network}/endpoints/"
+        out = []
+        for key, value in sorted(self.get_prefix(base).items()):
+            d = json.loads(value)
+            out.append(RemoteEndpoint(network, key[len(base):], d["host"], ipaddress.IPv4Address(d["vtep"]),
+                                      ipaddress.IPv4Address(d["address"]), d["mac"], tuple(d["names"])))
+        return tuple(out)
+
+    def release_host(self, host: str, networks: Iterable[str]) -> None:
+        """Remove HOST's endpoints and addresses; a network left without endpoints leaves too."""
+        for net in networks:
+            for ep in self.endpoints(net):
+                if ep.host == host:
+                    self._call(self.client.delete, self.prefix + f"networks/{net}/endpoints/{ep.container}")
+            base = f"networks/{net}/addresses/"
+            for key, value in self.get_prefix(base).items():
+                if value.split(" ", 1)[0] == host:
+                    self._call(self.client.delete, self.prefix + key)
+            self._forget_network_if_empty(net)
+        self._leave_if_idle(host)
+
+    def _leave_if_idle(self, host: str) -> None:
+        """The host leaves (its lease revoked) once its lease holds nothing but hosts/HOST."""
+        values = self._call(self.client.get, self.prefix + "hosts/" + host, metadata=True)
+        lease = int(values[0][1].get("lease", 0)) if values else 0
+        if not lease:
+            return
+        ttl = self._call(self.client.post, self.client.get_url("/kv/lease/timetolive"),
+                         json={"ID": str(lease), "keys": True})
+        if len(ttl.get("keys", [])) <= 1:
+            self._call(self.client.post, self.client.get_url("/kv/lease/revoke"), json={"ID": str(lease)})
+
+    def _forget_network_if_empty(self, network: str) -> None:
+        if self.endpoints(network) or self.get_prefix(f"networks/{network}/addresses/"):
+            return
+        claim = self._network_claim(network)
+        if claim is None:
+            return
+        for key in (f"subnets/{_subnet_key(claim.subnet)}", f"vnis/{claim.vni}"):
+            self._call(self.client.delete, self.prefix + key)
+        self.delete_prefix(f"networks/{network}/")
+
+
+class _Lease:
+    """What etcd3gw's put(lease=) reads: an object with `id`."""
+
+    def __init__(self, lease_id: int):
+        self.id = lease_id

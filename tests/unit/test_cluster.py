@@ -1,0 +1,162 @@
+"""The cluster store against a real etcd (the Debian binary) on 127.0.0.1, a random port, a temp dir."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from compose_net import cluster
+from compose_net.cluster import ClusterError, RemoteEndpoint, Store
+
+ETCD = shutil.which("etcd")
+pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd binary not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    data = tmp_path_factory.mktemp("etcd")
+    client, peer = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [ETCD, "--name", "t", "--data-dir", str(data / "d"),
+         "--listen-client-urls", f"http://127.0.0.1:{client}",
+         "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                Store.from_url(f"etcd://127.0.0.1:{client}", timeout=1)
+                break
+            except ClusterError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield f"etcd://127.0.0.1:{client}"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+@pytest.fixture
+def store(etcd, request):
+    prefix = f"/test-{request.node.name}-{os.getpid()}/"
+    s = Store.from_url(etcd, prefix=prefix)
+    yield s
+    s.delete_prefix("")
+
+
+def test_parse_url():
+    assert cluster.parse_url("etcd://10.0.0.5:2379,h2:4001") == (
+        cluster.Endpoint("10.0.0.5", 2379), cluster.Endpoint("h2", 4001))
+    assert cluster.parse_url("etcd://h") == (cluster.Endpoint("h", 2379),)
+    for bad in ("http://h:1", "etcd://h:x", "etcd://", "etcd://h:1/path"):
+        with pytest.raises(ValueError):
+            cluster.parse_url(bad)
+
+
+def test_unreachable_is_a_clear_error():
+    with pytest.raises(ClusterError, match=r"unreachable.*127\.0\.0\.1:1.*nothing was changed"):
+        Store.from_url("etcd://127.0.0.1:1", timeout=0.5)
+
+
+def test_network_claimed_once_skipping_routed_and_claimed(store):
+    routed = [ipaddress.ip_network("10.0.0.0/23")]
+    a = store.claim_network("p_front", None, routed)
+    assert a.subnet == ipaddress.IPv4Network("10.0.2.0/24") and a.vni == cluster.VNI_FIRST
+    # another host, other routes: the claim is read, not made again
+    assert store.claim_network("p_front", None, []) == a
+    b = store.claim_network("p_back", None, routed)
+    assert b.subnet == ipaddress.IPv4Network("10.0.3.0/24") and b.vni == cluster.VNI_FIRST + 1
+    given = store.claim_network("p_given", ipaddress.IPv4Network("10.9.0.0/24"), routed)
+    assert given.subnet == ipaddress.IPv4Network("10.9.0.0/24")
+    with pytest.raises(ClusterError, match="10.9.0.0/16 overlaps 10.9.0.0/24, overlay network p_given's"):
+        store.claim_network("p_clash", ipaddress.IPv4Network("10.9.0.0/16"), [])
+
+
+def test_concurrent_claims_and_leases_never_collide(etcd, store):
+    # three "hosts" at the same moment: each claims two networks and leases 10 addresses
+    results: dict[str, list] = {}
+    errors = []
+
+    def host(name: str) -> None:
+        try:
+            s = Store.from_url(etcd, prefix=store.prefix)
+            lease = s.register_host(name)
+            claims = [s.claim_network(n, None, []) for n in ("p_a", "p_b")]
+            results[name] = [(c, s.lease_address(c, name, f"c{i}", lease))
+                             for c in claims for i in range(10)]
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host, args=(f"10.99.0.{i}",)) for i in range(1, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    claims = {c for r in results.values() for c, _ in r}
+    assert len(claims) == 2 and len({c.subnet for c in claims}) == 2 and len({c.vni for c in claims}) == 2
+    for claim in claims:
+        addrs = [a for r in results.values() for c, a in r if c == claim]
+        assert len(addrs) == 30 and len(set(addrs)) == 30
+
+
+def test_lease_is_idempotent_and_wanted_address_is_exclusive(store):
+    lease = store.register_host("10.99.0.1")
+    claim = store.claim_network("p_n", None, [])
+    gw = next(claim.subnet.hosts())
+    a = store.lease_address(claim, "10.99.0.1", "p-web-1", lease, reserved={gw})
+    assert a == gw + 1
+    assert store.lease_address(claim, "10.99.0.1", "p-web-1", lease, reserved={gw}) == a
+    other = store.register_host("10.99.0.2")
+    with pytest.raises(ClusterError, match="is leased by 10.99.0.1 p-web-1"):
+        store.lease_address(claim, "10.99.0.2", "p-db-1", other, wanted=a)
+
+
+def test_endpoints_expire_with_the_host_lease(store):
+    lease = store.register_host("10.99.0.7", ttl=2)
+    assert store.register_host("10.99.0.7", ttl=2) == lease  # reused while alive
+    claim = store.claim_network("p_n", None, [])
+    addr = store.lease_address(claim, "10.99.0.7", "p-db-1", lease)
+    ep = RemoteEndpoint("p_n", "p-db-1", "10.99.0.7", ipaddress.IPv4Address("10.99.0.7"), addr,
+                        "02:42:0a:00:00:02", ("db", "p-db-1"))
+    store.register_endpoint(ep, lease)
+    assert store.endpoints("p_n") == (ep,)
+    assert "10.99.0.7" in store.hosts()
+    deadline = time.monotonic() + 10
+    while store.endpoints("p_n") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.endpoints("p_n") == ()
+    assert store.hosts() == {}
+    assert not store.keepalive(lease)
+
+
+def test_release_host_leaves_others_and_forgets_empty_network(store):
+    la, lb = store.register_host("10.99.0.1"), store.register_host("10.99.0.2")
+    claim = store.claim_network("p_n", None, [])
+    for host, lease, name in (("10.99.0.1", la, "p-web-1"), ("10.99.0.2", lb, "p-db-1")):
+        addr = store.lease_address(claim, host, name, lease)
+        store.register_endpoint(RemoteEndpoint("p_n", name, host, ipaddress.IPv4Address(host), addr,
+                                               "02:00:00:00:00:01", (name,)), lease)
+    store.release_host("10.99.0.2", ["p_n"])
+    assert [e.container for e in store.endpoints("p_n")] == ["p-web-1"]
+    assert set(store.hosts()) == {"10.99.0.1"}
+    store.release_host("10.99.0.1", ["p_n"])
+    assert store.get_prefix("") == {}
