@@ -27,7 +27,7 @@ import ipaddress
 import json
 import socket
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 from urllib.parse import urlsplit
 
 from compose_net.errors import RuntimeFailure
@@ -323,3 +323,79 @@ class _Lease:
 
     def __init__(self, lease_id: int):
         self.id = lease_id
+
+
+# --- what one `up` asks of the store ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What the cluster store fixed for this host's plan (the planner reads it like host facts)."""
+
+    url: str
+    host: ipaddress.IPv4Address  # this host's underlay address: its VTEP and its name in the store
+    underlay_mtu: Optional[int]
+    lease: int
+    claims: Mapping[str, NetworkClaim]  # network full name -> its subnet and VNI
+    addresses: Mapping[tuple[str, str], ipaddress.IPv4Address]  # (network, container) -> leased
+    remote: tuple[RemoteEndpoint, ...]  # other hosts' endpoints on these networks
+
+
+def url_setting(flag: Optional[str], environ: Mapping[str, str]) -> Optional[str]:
+    return flag or environ.get(ENV) or None
+
+
+def _mtu_of(underlay: ipaddress.IPv4Address, facts: Any) -> Optional[int]:
+    dev = next((a.dev for a in facts.addresses if a.address.ip == underlay), None)
+    try:
+        with open(f"/sys/class/net/{dev}/mtu") as f:
+            return int(f.read())
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def prepare(store: Store, url: str, layout: Any, facts: Any, ttl: int = DEFAULT_TTL) -> ClusterFacts:
+    """Claim the cluster-scoped networks of a layout planned without the store and lease the
+    addresses of this host's endpoints on them (static ones as given)."""
+    from compose_net import drivers
+
+    host = store.underlay_address()
+    lease = store.register_host(str(host), ttl)
+    routed = [r.dst for r in facts.routes]
+    claims: dict[str, NetworkClaim] = {}
+    addresses: dict[tuple[str, str], ipaddress.IPv4Address] = {}
+    for key, net in layout.networks.items():
+        if net.external or not drivers.get(net.driver).cluster_scoped:
+            continue
+        v4 = net.subnet(4)
+        wanted = v4.subnet if v4 is not None and not v4.auto else None
+        claim = store.claim_network(net.name, wanted, [] if wanted else routed)
+        claims[net.name] = claim
+        gateway = v4.gateway if wanted is not None and v4.gateway else next(claim.subnet.hosts())
+        for box in layout.box_order:
+            for it in box.ifaces:
+                if it.net.key != key:
+                    continue
+                static = it.layout.ipv4.ip if it.layout.note4 == "static ipv4_address" else None
+                addresses[(net.name, box.container.name)] = store.lease_address(
+                    claim, str(host), box.container.name, lease, reserved={gateway}, wanted=static)
+    remote = tuple(ep for name in claims for ep in store.endpoints(name) if ep.host != str(host))
+    return ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
+
+
+def register(store: Store, cluster: ClusterFacts, summary: Any) -> None:
+    """After `up`: this host's endpoints, as the plan made them, under its lease."""
+    for ctr in summary.containers:
+        if ctr.host is not None:
+            continue
+        for iface in ctr.interfaces:
+            if iface.network in cluster.claims and iface.ipv4 is not None:
+                store.register_endpoint(RemoteEndpoint(
+                    iface.network, ctr.name, str(cluster.host), cluster.host, iface.ipv4.ip, iface.mac,
+                    tuple(iface.aliases)), cluster.lease)
+
+
+def leave(store: Store, summary: Any) -> None:
+    """`down`: this host's endpoints leave; a network without endpoints leaves the cluster."""
+    host = str(store.underlay_address())
+    store.release_host(host, [n.name for n in summary.networks if n.vxlan is not None])

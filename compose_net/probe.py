@@ -14,7 +14,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from compose_net import naming
 
@@ -65,6 +65,7 @@ class HostFacts:
     features_known: bool = False  # False: could not tell (treat every feature as maybe present)
     daemon_json: str = ""  # the host settings file's text ("" when there is none)
     daemon_json_path: str = DAEMON_JSON
+    cluster: Optional[Any] = None  # cluster.ClusterFacts: what the cluster store fixed for this run
 
     def has_feature(self, name: str) -> bool:
         return name in self.features or not self.features_known

@@ -137,6 +137,7 @@ class ContainerState:
     ports: tuple[PortState, ...] = ()
     expose: tuple[str, ...] = ()
     embedded_dns: bool = False  # its resolv.conf points at 127.0.0.11
+    host: Optional[str] = None  # another host's container (its underlay address): known from the cluster store
 
     @property
     def short_id(self) -> str:
@@ -156,6 +157,7 @@ class Summary:
     containers: tuple[ContainerState, ...] = ()
     standalone: bool = False  # a network made by `network create`, not a compose project
     created: Optional[str] = None  # ISO time, for `network ls/inspect`
+    cluster: Optional[str] = None  # the cluster store's URL (etcd://...) when overlay networks span hosts
     version: int = VERSION
 
     def network(self, name: str) -> Optional[NetworkState]:

@@ -135,6 +135,7 @@ class NetworkLayout:
     gateway_mode6: str = NAT  # routed, isolated
     trusted_interfaces: tuple[str, ...] = ()  # host links from which published container ports are open directly
     host_binding: Optional[ipaddress._BaseAddress] = None  # the host address of a `ports:` entry without one
+    encrypted: bool = False  # overlay `encrypted` asked for (refused at up: no xfrm/WireGuard)
 
     def gateway_mode(self, version: int) -> str:
         return self.gateway_mode4 if version == 4 else self.gateway_mode6
@@ -178,8 +179,14 @@ class Driver:
     name = ""
     addressed = False  # IPAM numbers its networks
     lan = False  # its subnets are the parent's LAN: a host route to them is expected, not a clash
+    cluster_scoped: bool = False  # its networks span hosts through the cluster store
     container_mode: Optional[str] = None  # HOST/NONE: a container only on such networks gets that mode
 
+
+    def in_cluster(self, net: "NetworkLayout", cluster: Any) -> "NetworkLayout":
+        """The layout as the cluster store fixes it (subnet, VNI, MTU); only cluster-scoped drivers
+        change it."""
+        return net
     def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Problems with `driver_opts`: (option key, message naming the value)."""
         return []

@@ -383,7 +383,8 @@ def _vxlan_create(ap: Applier, seq: int, op: O.VxlanCreate) -> None:
     ap.forget(None, op.name)
     ap.queue(
         None, seq, op,
-        lambda s: netlink.new_vxlan(s, op.name, op.vni, op.group, master, op.port, op.local, op.remote, dev, op.mtu),
+        lambda s: netlink.new_vxlan(s, op.name, op.vni, op.group, master, op.port, op.local, op.remote, dev, op.mtu,
+                                    op.learning, op.proxy),
     )
 
 
@@ -419,6 +420,24 @@ def _addr(add: bool):
         index = _dev_index(ap, seq, op, op.ns, op.dev)
         if index is not None:
             ap.queue(op.ns, seq, op, lambda s: netlink.addr(s, add, index, op.address))
+
+    return handler
+
+
+def _fdb(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        index = _dev_index(ap, seq, op, None, op.dev)
+        if index is not None:
+            ap.queue(None, seq, op, lambda s: netlink.fdb(s, add, index, op.mac, op.dst))
+
+    return handler
+
+
+def _neigh(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        index = _dev_index(ap, seq, op, None, op.dev)
+        if index is not None:
+            ap.queue(None, seq, op, lambda s: netlink.neigh(s, add, index, op.address, op.mac))
 
     return handler
 
@@ -505,6 +524,10 @@ HANDLERS: dict[str, Callable[[Applier, int, O.Op], None]] = {
     O.LinkGroupDelete.kind: _link_group_delete,
     O.AddrAdd.kind: _addr(True),
     O.AddrDel.kind: _addr(False),
+    O.FdbSet.kind: _fdb(True),
+    O.FdbDel.kind: _fdb(False),
+    O.NeighSet.kind: _neigh(True),
+    O.NeighDel.kind: _neigh(False),
     O.RouteAdd.kind: _route(True),
     O.RouteDel.kind: _route(False),
     O.FileWrite.kind: _file_write,

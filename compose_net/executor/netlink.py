@@ -43,6 +43,11 @@ RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 
 IFF_UP = 0x1
+RTM_NEWNEIGH = 28
+RTM_DELNEIGH = 29
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+NLM_F_REPLACE = 0x100
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
@@ -214,6 +219,8 @@ def new_vxlan(
     remote: Optional[IPAddress],
     dev: Optional[int],
     mtu: Optional[int],
+    learning: bool = True,
+    proxy: bool = False,
 ) -> bytes:
     data: list = [("IFLA_VXLAN_ID", vni), ("IFLA_VXLAN_PORT", port)]
     if local is not None:
@@ -222,6 +229,10 @@ def new_vxlan(
         data.append(("IFLA_VXLAN_GROUP" if remote.version == 4 else "IFLA_VXLAN_GROUP6", str(remote)))
     if dev is not None:
         data.append(("IFLA_VXLAN_LINK", dev))
+    if not learning:
+        data.append(("IFLA_VXLAN_LEARNING", 0))
+    if proxy:
+        data.append(("IFLA_VXLAN_PROXY", 1))
     msg = _ifinfmsg()
     msg["flags"] = IFF_UP
     msg["change"] = IFF_UP
@@ -233,6 +244,35 @@ def new_vxlan(
     attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "vxlan"), ("IFLA_INFO_DATA", {"attrs": data})]}))
     msg["attrs"] = attrs
     return _finish(msg, RTM_NEWLINK, _CREATE, seq)
+
+
+def _ndmsg(family: int, index: int, flags: int):
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    msg = ndmsg()
+    msg["family"] = family
+    msg["ifindex"] = index
+    msg["state"] = NUD_PERMANENT
+    msg["flags"] = flags
+    return msg
+
+
+def fdb(seq: int, add: bool, index: int, mac: str, dst: IPAddress) -> bytes:
+    """A static bridge FDB entry on the VXLAN device itself (`bridge fdb append ... self`)."""
+    msg = _ndmsg(socket.AF_BRIDGE, index, NTF_SELF)
+    msg["attrs"] = [("NDA_LLADDR", mac), ("NDA_DST", str(dst))]
+    if add:
+        return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq)
+    return _finish(msg, RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq)
+
+
+def neigh(seq: int, add: bool, index: int, address: IPAddress, mac: str) -> bytes:
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    msg = _ndmsg(family, index, 0)
+    msg["attrs"] = [("NDA_DST", str(address)), ("NDA_LLADDR", mac)]
+    if add:
+        return _finish(msg, RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq)
+    return _finish(msg, RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq)
 
 
 def set_up(seq: int, name: str) -> bytes:

@@ -50,6 +50,11 @@ def _check(ops: list[tuple[int, O.Op]], sock: Rtnl, ours: frozenset, present: fr
             cache[name] = sock.link_index(name) is not None
         return cache[name]
 
+    for _, op in ops:
+        if isinstance(op, O.VxlanCreate) and op.encrypted:
+            raise RuntimeFailure(
+                f"network {op.unit.partition(':')[2]}: encrypted overlay networks need IPsec (xfrm) or "
+                "WireGuard, which compose-net does not program on this kernel; nothing was changed")
     kinds = {type(op) for _, op in ops}
     for cls, kind in ((O.IpvlanCreate, "ipvlan"), (O.MacvlanCreate, "macvlan"), (O.VlanCreate, "vlan"), (O.VxlanCreate, "vxlan")):
         if cls in kinds and not sock.kind_supported(kind):

@@ -175,6 +175,7 @@ class Layout:
                 self.networks[key] = self._external(net, base, used=key in used_nets)
                 continue
             layout, notes = drivers.get(net.driver).layout(net, base)
+            layout = drivers.get(net.driver).in_cluster(layout, facts.cluster)
             self.notes += [s.note for s in layout.subnets] + notes
             self.networks[key] = layout
         if any(m == LEGACY for m in self.modes.values()):
@@ -244,6 +245,12 @@ class Layout:
             used = self._used_on(net.name) if net.external else []
             self.addresses.update(ipam.allocate(net.name, net.subnets, mem, used=used, project=project,
                                                 previous=previous))
+        # an overlay network spanning hosts: the cluster store leased its endpoints' addresses
+        leased = self.facts.cluster.addresses if self.facts.cluster is not None else {}
+        for (netname, container), addr in leased.items():
+            key = key_of.get(netname)
+            if key is not None and (container, key) in self.addresses:
+                self.addresses[(container, key)] = {**self.addresses[(container, key)], 4: addr}
 
         self.boxes: dict[str, Box] = {}
         self.box_order: list[Box] = []
@@ -515,7 +522,35 @@ class Layout:
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
-            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order))
+            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order)
+            + self._remote_states(), cluster=self.facts.cluster.url if self.facts.cluster else None)
+
+    def _remote_states(self) -> tuple[ContainerState, ...]:
+        """Other hosts' endpoints on this project's cluster networks: names the DNS server answers
+        and ps/inspect show, with the host they live on; nothing of them is made here."""
+        if self.facts.cluster is None:
+            return ()
+        local = {box.container.name for box in self.box_order}
+        nets = {net.name: net for net in self.networks.values()}
+        merged: dict[str, list] = {}
+        for ep in self.facts.cluster.remote:
+            net = nets.get(ep.network)
+            if net is None or ep.container in local:
+                continue
+            s4 = net.subnet(4)
+            iface = InterfaceState(
+                network=ep.network, ifname=f"eth{len(merged.get(ep.container, ()))}", host_ifname=None,
+                mac=ep.mac, ipv4=ipaddress.IPv4Interface((int(ep.address), s4.subnet.prefixlen)) if s4 else None,
+                ipv6=None, gateway=None, gateway6=None, default_route=False, default_route6=False,
+                aliases=ep.names, link_local=())
+            merged.setdefault(ep.container, []).append((ep, iface))
+        out = []
+        for name, items in sorted(merged.items()):
+            ep = items[0][0]
+            out.append(ContainerState(name=name, service=ep.names[0] if ep.names else name, host=ep.host,
+                                      id=naming.container_id(self.project.name, name),
+                                      interfaces=tuple(i for _, i in items)))
+        return tuple(out)
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

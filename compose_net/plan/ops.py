@@ -431,10 +431,16 @@ class VxlanCreate(Op):
     remote: Optional[IPAddress] = None
     dev: Optional[str] = None
     mtu: Optional[int] = None
+    learning: bool = True  # a cluster's overlay is programmed from the store: nolearning, proxy
+    proxy: bool = False
+    encrypted: bool = False  # asked for; preflight refuses it (no xfrm/WireGuard here)
 
     def describe(self) -> str:
         master = f", master {self.master}" if self.master else ""
-        return f"vxlan {self.name} vni {self.vni} port {self.port}{master}"
+        local = f" local {self.local}" if self.local else ""
+        flags = ("" if self.learning else " nolearning") + (" proxy" if self.proxy else "")
+        enc = " encrypted" if self.encrypted else ""
+        return f"vxlan {self.name} vni {self.vni} port {self.port}{local}{flags}{master}{enc}"
 
     def inverse(self) -> Op:
         return LinkDelete(self.unit, None, self.name, group=self.group)
@@ -444,6 +450,76 @@ class VxlanCreate(Op):
 
     def depends(self) -> tuple[Key, ...]:
         return (("link", None, self.master),) if self.master else ()
+
+
+@dataclass(frozen=True)
+class FdbSet(Op):
+    """A static forwarding entry on a VXLAN device: frames to `mac` go to the VTEP `dst`
+    (a remote endpoint of an overlay network; nothing is learned or flooded)."""
+
+    kind: ClassVar[str] = "fdb_set"
+    dev: str
+    mac: str
+    dst: IPAddress
+
+    def describe(self) -> str:
+        return f"fdb {self.mac} dev {self.dev} dst {self.dst}"
+
+    def inverse(self) -> Op:
+        return FdbDel(self.unit, self.dev, self.mac, self.dst)
+
+    def owners(self) -> tuple[Key, ...]:
+        return (("link", None, self.dev),)
+
+    def depends(self) -> tuple[Key, ...]:
+        return (("link", None, self.dev),)
+
+
+@dataclass(frozen=True)
+class FdbDel(Op):
+    kind: ClassVar[str] = "fdb_del"
+    removal: ClassVar[bool] = True
+    dev: str
+    mac: str
+    dst: IPAddress
+
+    def describe(self) -> str:
+        return f"delete fdb {self.mac} dev {self.dev} dst {self.dst}"
+
+
+@dataclass(frozen=True)
+class NeighSet(Op):
+    """A permanent neighbour entry on a VXLAN device with ARP proxy: the device itself answers
+    a container's ARP request for a remote endpoint's address."""
+
+    kind: ClassVar[str] = "neigh_set"
+    dev: str
+    address: IPAddress
+    mac: str
+
+    def describe(self) -> str:
+        return f"neighbour {self.address} lladdr {self.mac} dev {self.dev}"
+
+    def inverse(self) -> Op:
+        return NeighDel(self.unit, self.dev, self.address, self.mac)
+
+    def owners(self) -> tuple[Key, ...]:
+        return (("link", None, self.dev),)
+
+    def depends(self) -> tuple[Key, ...]:
+        return (("link", None, self.dev),)
+
+
+@dataclass(frozen=True)
+class NeighDel(Op):
+    kind: ClassVar[str] = "neigh_del"
+    removal: ClassVar[bool] = True
+    dev: str
+    address: IPAddress
+    mac: str
+
+    def describe(self) -> str:
+        return f"delete neighbour {self.address} dev {self.dev}"
 
 
 @dataclass(frozen=True)
