@@ -105,6 +105,9 @@ def _global_options(p: argparse.ArgumentParser, default: Any) -> None:
                    help="environment file instead of PROJECT_DIR/.env (repeatable)")
     p.add_argument("--profile", action="append", dest="profiles", metavar="P",
                    default=[] if top else default, help="enable a profile (repeatable; also COMPOSE_PROFILES)")
+    p.add_argument("--cluster", metavar="URL", default=None if top else default,
+                   help="cluster store for overlay networks across hosts: etcd://HOST:PORT[,HOST:PORT...] "
+                        "(also COMPOSE_NET_CLUSTER)")
     p.add_argument("--debug", action="store_true", default=False if top else default,
                    help="show a traceback on errors")
 
@@ -162,6 +165,9 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[An
     if not _can_observe():
         # not root: nothing can be up, so the whole plan is what up does
         return plan_up(_selected(_load(args, services).project, services), facts), None
+    url = cluster_url(args)
+    if url and not getattr(args, "dry_run", False):
+        return _cluster_planned(args, services, url, facts), None
     key = fingerprint.key(_load_options(args, services), os.environ, facts)
     kept = state.find_desired(key, args.project_name or os.environ.get("COMPOSE_PROJECT_NAME"))
     if kept is not None and fingerprint.unchanged(kept.files):
@@ -176,6 +182,31 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[An
     recorded = state.Journal(desired.project).read().ops
     observed = observe.read(observe.query(desired.ops + recorded))
     return against_kernel(desired, facts, recorded, observed), keep
+
+
+def cluster_url(args: argparse.Namespace) -> Optional[str]:
+    from compose_net.cluster import url_setting
+
+    return url_setting(getattr(args, "cluster", None), os.environ)
+
+
+def _cluster_planned(args: argparse.Namespace, services: Sequence[str], url: str, facts: Any) -> Any:
+    """The plan of a host in a cluster: the store is asked first (unreachable: nothing changes),
+    then the overlay networks' subnets, VNIs and addresses it fixes are planned like host facts.
+    Never reused from a kept plan: other hosts' endpoints change without any local input."""
+    import dataclasses
+
+    from compose_net import cluster, observe, state
+    from compose_net.plan.layout import layout
+    from compose_net.plan.planner import against_kernel, plan_up
+
+    store = cluster.Store.from_url(url)
+    project = _selected(_load(args, services).project, services)
+    facts = dataclasses.replace(facts, cluster=cluster.prepare(store, url, layout(project, facts), facts))
+    desired = plan_up(project, facts)
+    recorded = state.Journal(desired.project).read().ops
+    observed = observe.read(observe.query(desired.ops + recorded))
+    return against_kernel(desired, facts, recorded, observed)
 
 
 def _load_options(args: argparse.Namespace, services: Sequence[str]) -> tuple:
@@ -248,6 +279,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         outcome = executor.up(plan, progress=reporter)
         if keep is not None and state.Journal(plan.project).exists():
             state.save_desired(keep)
+        if plan.state is not None and plan.state.cluster:
+            from compose_net import cluster
+
+            cluster.register(cluster.Store.from_url(plan.state.cluster), plan.state)
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
     message = f"project {plan.project} {_describe_outcome(outcome)}"
@@ -311,9 +346,27 @@ def cmd_down(args: argparse.Namespace) -> int:
             # as `docker compose down` warns about a project it finds nothing of
             print(f"warning: project {name} is not up: nothing to remove", file=sys.stderr)
             return 0
+        recorded = _recorded_summary(name)
         executor.down(name, progress=reporter)
+        if recorded is not None and recorded.cluster:
+            from compose_net import cluster
+
+            try:
+                cluster.leave(cluster.Store.from_url(recorded.cluster), recorded)
+            except cluster.ClusterError as exc:
+                # the host's part is gone; its endpoints leave the store when its lease expires
+                print(f"warning: {exc}; this host's endpoints expire with its lease", file=sys.stderr)
     reporter.done(f"project {name} is down", time.monotonic() - started)
     return 0
+
+
+def _recorded_summary(name: str) -> Any:
+    from compose_net import state
+
+    try:
+        return state.read_summary(name)
+    except Exception:  # no state or an unreadable one: down works from the journal alone
+        return None
 
 
 def _summaries() -> list:

@@ -376,23 +376,28 @@ def prepare(store: Store, url: str, layout: Any, facts: Any, ttl: int = DEFAULT_
             for it in box.ifaces:
                 if it.net.key != key:
                     continue
-                static = it.layout.ipv4.ip if it.layout.note4 == "static ipv4_address" else None
+                static = it.layout.ipv4.ip if it.layout.ipv4_note == "static ipv4_address" else None
                 addresses[(net.name, box.container.name)] = store.lease_address(
                     claim, str(host), box.container.name, lease, reserved={gateway}, wanted=static)
     remote = tuple(ep for name in claims for ep in store.endpoints(name) if ep.host != str(host))
     return ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
 
 
-def register(store: Store, cluster: ClusterFacts, summary: Any) -> None:
-    """After `up`: this host's endpoints, as the plan made them, under its lease."""
+def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
+    """After `up` (and again by the background process): this host and its endpoints on the
+    project's overlay networks, as the recorded state has them, under the host's lease."""
+    host = store.underlay_address()
+    lease = store.register_host(str(host), ttl)
+    overlay = {n.name for n in summary.networks if n.vxlan is not None and not n.external}
     for ctr in summary.containers:
         if ctr.host is not None:
             continue
         for iface in ctr.interfaces:
-            if iface.network in cluster.claims and iface.ipv4 is not None:
+            if iface.network in overlay and iface.ipv4 is not None:
                 store.register_endpoint(RemoteEndpoint(
-                    iface.network, ctr.name, str(cluster.host), cluster.host, iface.ipv4.ip, iface.mac,
-                    tuple(iface.aliases)), cluster.lease)
+                    iface.network, ctr.name, str(host), host, iface.ipv4.ip, iface.mac,
+                    tuple(iface.aliases)), lease)
+    return lease
 
 
 def leave(store: Store, summary: Any) -> None:

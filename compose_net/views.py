@@ -55,7 +55,8 @@ def ps_rows(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> 
     rows = [list(PS_HEADER)]
     for c in summary.containers:
         state, _ = _state(c, health)
-        head = [c.name, c.service, state, c.netns or "-"]
+        # another host's endpoint (cluster store): where it lives instead of a namespace here
+        head = [c.name, c.service, state, c.netns or (f"on {c.host}" if c.host else "-")]
         ports = ", ".join(_port_texts(c, summary))
         if not c.interfaces:
             rows.append(head + [_mode_text(c), "", "", "", "", ports])
@@ -89,6 +90,7 @@ def ps_json(summary: Summary, health: Optional[dict[str, list[str]]] = None) -> 
             # Compose gives a container its primary network as HostConfig.NetworkMode
             "NetworkMode": _mode_text(c) if not ifaces else (c.network_mode or ifaces[0].network),
             "Namespace": c.netns,
+            "Host": c.host,  # None: this host; else the underlay address of the host it runs on
             "Networks": ",".join(i.network for i in ifaces),
             "Ports": ", ".join(_port_texts(c, summary)),
             "Publishers": _publishers(c),
@@ -269,6 +271,8 @@ def network_inspect(summaries: Iterable[Summary], name: str) -> Optional[dict[st
                     "IPv4Address": _text(i.ipv4),
                     "IPv6Address": _text(i.ipv6),
                 }
+                if c.host:  # another host's endpoint, known from the cluster store
+                    containers[cid]["Host"] = c.host
     return {
         "Name": net.name,
         "Id": net.id,
