@@ -389,7 +389,7 @@ def _summaries() -> list:
             if mtime is not None:
                 stamp = datetime.fromtimestamp(mtime, tz=timezone.utc)
                 summary = dataclasses.replace(summary, created=stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        out.append(summary)
+        out.append(_with_cluster(summary))
     return out
 
 
@@ -408,12 +408,27 @@ def cmd_ps(args: argparse.Namespace) -> int:
             _out(_table(views.ps_rows(Summary(name))))
             print(f"project {name} is not up", file=sys.stderr)
         return 0
+    summary = _with_cluster(summary)
     health = _health(summary)
     _emit(args.format, lambda: views.ps_json(summary, health), lambda: views.ps_rows(summary, health))
     if args.format != "json":
         for line in views.ps_problems(summary, health):
             print(line, file=sys.stderr)
     return 0
+
+
+def _with_cluster(summary: Any) -> Any:
+    """Other hosts' endpoints as the cluster store has them now (the recorded ones, with a
+    warning, when it cannot be asked)."""
+    if not summary.cluster:
+        return summary
+    from compose_net import cluster
+
+    try:
+        return cluster.current(summary)
+    except cluster.ClusterError as exc:
+        print(f"warning: {exc}; other hosts' endpoints as of the last up", file=sys.stderr)
+        return summary
 
 
 def _health(summary: Any) -> Optional[dict]:

@@ -404,3 +404,56 @@ def leave(store: Store, summary: Any) -> None:
     """`down`: this host's endpoints leave; a network without endpoints leaves the cluster."""
     host = str(store.underlay_address())
     store.release_host(host, [n.name for n in summary.networks if n.vxlan is not None])
+
+
+def remote_containers(project: str, prefixes: Mapping[str, int], remote: Iterable[RemoteEndpoint],
+                      local: Iterable[str]) -> tuple:
+    """Other hosts' endpoints as recorded-state containers (`host` set, no namespace here): the
+    names the DNS server answers and ps/inspect show. `prefixes`: network -> its prefix length."""
+    from compose_net import naming
+    from compose_net.summary import ContainerState, InterfaceState
+
+    local = set(local)
+    merged: dict[str, list] = {}
+    for ep in sorted(remote, key=lambda e: (e.container, e.network)):
+        if ep.network not in prefixes or ep.container in local:
+            continue
+        iface = InterfaceState(
+            network=ep.network, ifname=f"eth{len(merged.get(ep.container, ()))}", host_ifname=None,
+            mac=ep.mac, ipv4=ipaddress.IPv4Interface((int(ep.address), prefixes[ep.network])), ipv6=None,
+            gateway=None, gateway6=None, default_route=False, default_route6=False, aliases=ep.names,
+            link_local=())
+        merged.setdefault(ep.container, []).append((ep, iface))
+    return tuple(ContainerState(name=name, service=items[0][0].names[0] if items[0][0].names else name,
+                                host=items[0][0].host, id=naming.container_id(project, name),
+                                interfaces=tuple(i for _, i in items))
+                 for name, items in merged.items())
+
+
+def remote_of(summary: Any) -> frozenset:
+    """The other hosts' endpoints a recorded state holds (what its plan programmed)."""
+    return frozenset(RemoteEndpoint(i.network, c.name, c.host, ipaddress.IPv4Address(c.host), i.ipv4.ip, i.mac,
+                                    tuple(i.aliases))
+                     for c in summary.containers if c.host is not None for i in c.interfaces if i.ipv4)
+
+
+def merged(summary: Any, remote: Iterable[RemoteEndpoint]) -> Any:
+    """The recorded state with `remote` as the other hosts' endpoints (pure)."""
+    import dataclasses
+
+    local = [c for c in summary.containers if c.host is None]
+    prefixes = {n.name: s.subnet.prefixlen for n in summary.networks if n.vxlan
+                for s in n.subnets if s.subnet.version == 4}
+    return dataclasses.replace(summary, containers=tuple(local) + remote_containers(
+        summary.project, prefixes, remote, (c.name for c in local)))
+
+
+def current(summary: Any) -> Any:
+    """For ps and network inspect: the recorded state with the store's endpoints as they are now
+    (ClusterError when the store cannot be asked)."""
+    if not summary.cluster:
+        return summary
+    store = Store.from_url(summary.cluster, timeout=2)
+    me = str(store.underlay_address())
+    nets = [n.name for n in summary.networks if n.vxlan is not None]
+    return merged(summary, [ep for net in nets for ep in store.endpoints(net) if ep.host != me])

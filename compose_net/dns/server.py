@@ -169,6 +169,7 @@ class Server:
         self._tcp_lock = threading.Lock()
         self._tcp_count = 0
         threading.stack_size(256 * 1024)  # TCP threads only read, resolve and write
+        self.sync: Any = None  # cluster_sync.ClusterSync when the project spans hosts
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.ep.register(self._wake_r, select.EPOLLIN)
@@ -238,7 +239,10 @@ class Server:
             return
         digest = records_digest(raw)
         try:
-            records = build(from_text(raw.decode(), str(self.records)))
+            summary = from_text(raw.decode(), str(self.records))
+            if self.sync is not None:
+                summary = self.sync.merge(summary)  # other hosts' endpoints as the store has them
+            records = build(summary)
         except Exception as exc:  # a bad file must not stop a serving server
             log.error("bad records %s: %s", self.records, exc)
             self._write_status(digest, {}, f"bad records file: {exc}")
@@ -344,14 +348,25 @@ class Server:
         old = {s: signal.signal(s, _note_signal) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
         old_wake = signal.set_wakeup_fd(self._wake_w)
         try:
+            self._start_sync()
             self.reload()
             self._loop()
         finally:
+            if self.sync is not None:
+                self.sync.stop()
             signal.set_wakeup_fd(old_wake)
             for s, handler in old.items():
                 signal.signal(s, handler)
             self.close()
             self._remove_files()
+
+    def _start_sync(self) -> None:
+        from compose_net.dns.cluster_sync import ClusterSync
+
+        if ClusterSync.wanted(self.records):
+            # the change is served by the main loop: the wake pipe carries it as a SIGHUP would
+            self.sync = ClusterSync(self.records, lambda: os.write(self._wake_w, bytes([signal.SIGHUP])))
+            self.sync.start()
 
     def _loop(self) -> None:
         poll = self.ep.poll

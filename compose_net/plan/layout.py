@@ -526,31 +526,14 @@ class Layout:
             + self._remote_states(), cluster=self.facts.cluster.url if self.facts.cluster else None)
 
     def _remote_states(self) -> tuple[ContainerState, ...]:
-        """Other hosts' endpoints on this project's cluster networks: names the DNS server answers
-        and ps/inspect show, with the host they live on; nothing of them is made here."""
+        """Other hosts' endpoints on this project's cluster networks (nothing of them is made here)."""
         if self.facts.cluster is None:
             return ()
-        local = {box.container.name for box in self.box_order}
-        nets = {net.name: net for net in self.networks.values()}
-        merged: dict[str, list] = {}
-        for ep in self.facts.cluster.remote:
-            net = nets.get(ep.network)
-            if net is None or ep.container in local:
-                continue
-            s4 = net.subnet(4)
-            iface = InterfaceState(
-                network=ep.network, ifname=f"eth{len(merged.get(ep.container, ()))}", host_ifname=None,
-                mac=ep.mac, ipv4=ipaddress.IPv4Interface((int(ep.address), s4.subnet.prefixlen)) if s4 else None,
-                ipv6=None, gateway=None, gateway6=None, default_route=False, default_route6=False,
-                aliases=ep.names, link_local=())
-            merged.setdefault(ep.container, []).append((ep, iface))
-        out = []
-        for name, items in sorted(merged.items()):
-            ep = items[0][0]
-            out.append(ContainerState(name=name, service=ep.names[0] if ep.names else name, host=ep.host,
-                                      id=naming.container_id(self.project.name, name),
-                                      interfaces=tuple(i for _, i in items)))
-        return tuple(out)
+        from compose_net.cluster import remote_containers
+
+        prefixes = {net.name: net.subnet(4).subnet.prefixlen for net in self.networks.values() if net.subnet(4)}
+        return remote_containers(self.project.name, prefixes, self.facts.cluster.remote,
+                                 (box.container.name for box in self.box_order))
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

@@ -1,0 +1,107 @@
+"""The background process's part in a cluster: it keeps this host's lease alive (re-registering
+the host and its endpoints when the lease was lost, e.g. while etcd was down) and follows the
+other hosts' endpoints in the store: their FDB and neighbour entries on this host's VXLAN devices
+(through executor/netlink.py) and the DNS names the server answers for them.
+
+The store is polled (one range read per overlay network a second) rather than watched: etcd3gw's
+watch is a streaming HTTP request per prefix, and a poll also notices a lost connection at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from compose_net import cluster
+from compose_net.executor import netlink
+from compose_net.summary import Summary, from_text
+
+log = logging.getLogger("compose_net.dns")
+
+POLL = 1.0  # seconds between reads of the other hosts' endpoints
+KEEPALIVE = 5.0  # seconds between lease refreshes (a third of the default TTL)
+
+
+class ClusterSync:
+    def __init__(self, records: Path, on_change: Callable[[], None]):
+        self.records = records
+        self.on_change = on_change
+        summary = self._local()
+        self.url = summary.cluster
+        self.remote: frozenset = cluster.remote_of(summary)  # what the last `up` programmed
+        self.lock = threading.Lock()
+        self.rtnl = netlink.Rtnl()  # opened here, on the main thread, in the host's namespace
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cluster-sync", daemon=True)
+
+    @staticmethod
+    def wanted(records: Path) -> bool:
+        try:
+            return bool(from_text(records.read_text(), str(records)).cluster)
+        except Exception:
+            return False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _local(self) -> Summary:
+        return from_text(self.records.read_text(), str(self.records))
+
+    def merge(self, summary: Summary) -> Summary:
+        """The recorded state with the other hosts' endpoints as the store has them now."""
+        with self.lock:
+            remote = self.remote
+        return cluster.merged(summary, remote)
+
+    def _run(self) -> None:
+        store: Optional[cluster.Store] = None
+        next_keepalive = 0.0
+        while not self._stop.is_set():
+            try:
+                summary = self._local()
+                if store is None:
+                    store = cluster.Store.from_url(self.url, timeout=2)
+                    next_keepalive = 0.0
+                if time.monotonic() >= next_keepalive:
+                    cluster.register(store, summary)
+                    next_keepalive = time.monotonic() + KEEPALIVE
+                self._follow(store, summary)
+            except cluster.ClusterError as exc:
+                log.warning("cluster store: %s (retrying)", exc)
+                store = None
+            except Exception as exc:  # the DNS server must go on serving whatever happens here
+                log.error("cluster sync: %s", exc)
+            self._stop.wait(POLL)
+
+    def _follow(self, store: cluster.Store, summary: Summary) -> None:
+        me = str(store.underlay_address())
+        devices = {n.name: n.vxlan.name for n in summary.networks if n.vxlan is not None}
+        now = frozenset(ep for net in devices for ep in store.endpoints(net) if ep.host != me)
+        with self.lock:
+            before = self.remote
+        if now == before:
+            return
+        messages = []
+        for ep in before - now:
+            index = self.rtnl.link_index(devices[ep.network])
+            if index is not None:
+                messages.append(netlink.neigh(self.rtnl.next_seq(), False, index, ep.address, ep.mac))
+                messages.append(netlink.fdb(self.rtnl.next_seq(), False, index, ep.mac, ep.vtep))
+        for ep in now - before:
+            index = self.rtnl.link_index(devices[ep.network])
+            if index is not None:
+                messages.append(netlink.fdb(self.rtnl.next_seq(), True, index, ep.mac, ep.vtep))
+                messages.append(netlink.neigh(self.rtnl.next_seq(), True, index, ep.address, ep.mac))
+        for seq, err in self.rtnl.send(messages).items():
+            if err.code not in netlink.GONE:
+                log.warning("cluster sync: netlink message %d: %s", seq, err)
+        with self.lock:
+            self.remote = now
+        log.info("cluster: %d endpoints on other hosts (was %d)", len(now), len(before))
+        self.on_change()
