@@ -160,8 +160,11 @@ class Applier:
         known = self.indexes.setdefault(ns, {})
         found = known.get(name)
         if found is None:
-            if self.batch:
-                self.flush()  # the link may be in the batch not yet sent
+            if self.batch and self.batch_ns is None:
+                # Links are made on the host's socket only (a veth's peer, a macvlan, born in
+                # their namespace): a host batch not yet sent may hold this one. A container's
+                # own batch (links up, addresses) makes none, and stays queued.
+                self.flush()
             found = self.socket(ns).link_index(name)
             if found is None:
                 return None
