@@ -209,7 +209,8 @@ class PeerHost:
             run("ip", "netns", "del", ns, check=False)
 
     def sh(self, script: str) -> None:
-        run("ip", "netns", "exec", self.host, "bash", "-e", "-c", script)
+        # on stdin: the script of N=1000 is longer than an argument may be
+        run("ip", "netns", "exec", self.host, "bash", "-e", "-s", stdin=script)
 
 
 def _bridges(peer: PeerHost) -> list[tuple[str, str]]:
