@@ -158,7 +158,8 @@ class Layout:
                                f"bridge name {name!r} is longer than {naming.IFNAMSIZ} bytes")
                 own_devs.add(name)
         previous = {n.name: [str(s.subnet) for s in n.subnets] for n in self.own.owned_networks()} if self.own else {}
-        subnets = ipam.choose_subnets(project, facts, own_devs, previous=previous)
+        legacy = ipam.legacy_subnet(project, facts) if any(m == LEGACY for m in self.modes.values()) else None
+        subnets = ipam.choose_subnets(project, facts, own_devs, previous=previous, legacy=legacy)
         self.networks: dict[str, NetworkLayout] = {}
         for net in pgraph.networks(self.graph):
             key = net.key
@@ -173,10 +174,11 @@ class Layout:
             layout, notes = drivers.get(net.driver).layout(net, base)
             self.notes += [s.note for s in layout.subnets] + notes
             self.networks[key] = layout
-        if any(m == LEGACY for m in self.modes.values()):
+        if legacy is not None:
             from compose_net.drivers.bridge import BridgeDriver
 
-            self.networks[""] = BridgeDriver.legacy_layout()
+            self.networks[""] = BridgeDriver.legacy_layout(legacy)
+            self.notes.append(legacy.note)
 
     def _external(self, net: Network, base: NetworkLayout, used: bool) -> NetworkLayout:
         """An external network: not ours to create; its devices and subnets come from the state of
