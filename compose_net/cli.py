@@ -154,7 +154,7 @@ def _plan(project):
     from compose_net.plan.planner import plan_changes, plan_up
     from compose_net.probe import probe_host
 
-    facts = probe_host()
+    facts = probe_host(firewall=_can_observe())
     desired = plan_up(project, facts)
     recorded = state.Journal(project.name).read().ops if _can_observe() else ()
     if not recorded and not _can_observe():
