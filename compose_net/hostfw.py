@@ -22,12 +22,16 @@ the project, so `down` removes exactly the rules it added.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from compose_net.plan.ops import FirewalldAdd, IptablesInsert, Op
 from compose_net.probe import BaseChain, HostFirewall
 from compose_net.summary import Summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from compose_net.probe import HostFacts
 
 UNIT = "host-firewall"
 FIREWALLD_ZONE = "trusted"
@@ -37,6 +41,16 @@ IPTABLES_FORWARD = "FORWARD"
 USER_CHAINS = {"ip": (("DOCKER-USER", "Docker"), ("ufw-user-forward", "ufw")),
                "ip6": (("DOCKER-USER", "Docker"), ("ufw6-user-forward", "ufw"))}
 TOOLS = {"ip": "iptables", "ip6": "ip6tables"}
+
+
+# container and VM bridges of other tools, by the names they give them: Docker (docker0, br- and
+# the network id's first 12 hex digits), libvirt, Podman (netavark, CNI), LXD
+FOREIGN_BRIDGE = re.compile(r"docker0|br-[0-9a-f]{12}|virbr[0-9]+|podman[0-9]+|cni-podman[0-9]+|lxdbr[0-9]+")
+
+
+def foreign_bridges(facts: "HostFacts") -> tuple[str, ...]:
+    """Other tools' container bridges on the host (the summary's `foreign_bridges`)."""
+    return tuple(sorted(name for name in facts.links if FOREIGN_BRIDGE.fullmatch(name)))
 
 
 @dataclass(frozen=True)

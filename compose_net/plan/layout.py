@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from compose_net import drivers, graph as pgraph, ipam, naming
 from compose_net.dns.records import ttl_setting
+from compose_net import hostfw
 from compose_net.drivers.base import HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED, InterfaceLayout, NetworkLayout
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
@@ -476,7 +477,7 @@ class Layout:
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
-            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order))
+            foreign_bridges=hostfw.foreign_bridges(self.facts), networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order))
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

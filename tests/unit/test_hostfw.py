@@ -127,3 +127,17 @@ def test_a_native_nft_forward_drop_is_warned_about_with_the_rules_to_add():
     assert ops == []
     (warning,) = plan.warnings
     assert "inet filter forward" in warning and "nft insert rule inet filter forward iifname cn0 accept" in warning
+
+
+def test_other_tools_bridges_get_no_new_connections_from_ours():
+    from compose_net import firewall
+
+    links = {"docker0": 0, "br-0123456789ab": 0, "br-lan": 0, "virbr0": 0, "eth0": 0, "cn0": 0}
+    p = project("iso", [svc("a", att("front")), svc("b", att("back"))],
+                [net("front", "iso"), net("back", "iso", internal=True)])
+    s = summary(p, HostFacts(links=links))
+    assert s.foreign_bridges == ("br-0123456789ab", "docker0", "virbr0")  # not a LAN bridge, not ours
+    words = [w for g, w in firewall.table(s).rules if "other tools" in w]
+    assert words == ["iso_front -> other tools' container bridges (br-0123456789ab, docker0, virbr0), "
+                     "new connections: dropped"]
+    assert not [w for g, w in firewall.table(summary(p, HostFacts())).rules if "other tools" in w]
