@@ -62,7 +62,7 @@ COMMIT
 """
 
 # ufw's filter table (its forward part) with DEFAULT_FORWARD_POLICY="DROP", as `ufw enable`
-# leaves it; the other owner's bridge (a libvirt/LXD-style br-other) is allowed by a user rule
+# leaves it; the other owner's bridge (LXD's lxdbr0) is allowed by a user rule
 UFW_RULES = """\
 *filter
 :INPUT ACCEPT [0:0]
@@ -78,14 +78,14 @@ UFW_RULES = """\
 -A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A ufw-before-forward -p icmp -m icmp --icmp-type 3 -j ACCEPT
 -A ufw-before-forward -j ufw-user-forward
--A ufw-user-forward -i br-other -j ACCEPT
+-A ufw-user-forward -i lxdbr0 -j ACCEPT
 COMMIT
 *nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
--A POSTROUTING -s 172.17.0.0/16 ! -o br-other -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o lxdbr0 -j MASQUERADE
 COMMIT
 """
 
@@ -287,16 +287,16 @@ def test_docker_user_rules_are_what_lets_the_project_through(simhost, tmp_path):
 
 def test_ufw_forward_drop_host(simhost, tmp_path):
     host = simhost
-    host.bridge("br-other", "172.17.0.1/16")
+    host.bridge("lxdbr0", "172.17.0.1/16")
     host.sh("iptables-restore", stdin=UFW_RULES)
-    host.veth_ns("lx", "vethlx0", "172.17.0.2/16", "172.17.0.1", master="br-other")
+    host.veth_ns("lx", "vethlx0", "172.17.0.2/16", "172.17.0.1", master="lxdbr0")
     host.servers.append(host.serve("lx", "lxd", "tcp:80"))
     project, file = _common(host, tmp_path, "lx", "172.17.0.2")
     before = host.ruleset()
     try:
         host.cli("up", "--quiet", project=project, file=file)
         rules = host.sh("iptables", "-S", "ufw-user-forward").stdout
-        assert rules.count(f"compose-net {project}") == 6 and "-A ufw-user-forward -i br-other -j ACCEPT" in rules
+        assert rules.count(f"compose-net {project}") == 6 and "-A ufw-user-forward -i lxdbr0 -j ACCEPT" in rules
         _check_project(host, project, "lx", "172.17.0.2")
     finally:
         host.cli("down", project=project, file=file, check=False)
@@ -320,3 +320,92 @@ def test_hand_made_forward_drop_host(simhost, tmp_path):
     finally:
         host.cli("down", project=project, file=file, check=False)
     assert host.ruleset() == before
+
+
+# firewalld 1.3's table (nftables backend) as `nft list ruleset` shows its forward part: interfaces
+# in no zone are rejected; the uplink is in zone public, which forwards within itself only
+FIREWALLD_TABLE = """
+table inet firewalld {
+    chain filter_INPUT {
+        type filter hook input priority filter + 10; policy accept;
+        ct state { established, related } accept
+        iifname "lo" accept
+    }
+    chain filter_FORWARD {
+        type filter hook forward priority filter + 10; policy accept;
+        ct state { established, related } accept
+        ct status dnat accept
+        iifname "lo" accept
+        ct state invalid drop
+        jump filter_FORWARD_POLICIES
+        reject with icmpx admin-prohibited
+    }
+    chain filter_FORWARD_POLICIES {
+        iifname "upl-h" oifname "upl-h" accept
+    }
+}
+"""
+
+# stands in for firewall-cmd talking to a running firewalld: records the calls, keeps zones in a file
+FAKE_FIREWALL_CMD = """#!/bin/sh
+echo "$*" >> {log}
+case "$1" in
+  --state) echo running; exit 0;;
+esac
+iface=${{2#*-interface=}}
+case "$2" in
+  --query-interface=*) grep -qx "$iface" {zones} 2>/dev/null; exit $?;;
+  --add-interface=*) echo "$iface" >> {zones}; exit 0;;
+  --remove-interface=*) grep -vx "$iface" {zones} > {zones}.new; mv {zones}.new {zones}; exit 0;;
+esac
+exit 2
+"""
+
+
+def test_firewalld_table_without_firewalld_warns_with_the_command(simhost, tmp_path):
+    host = simhost
+    host.sh("nft", "-f", "-", stdin=FIREWALLD_TABLE)
+    project, file = _common(host, tmp_path, "", "")
+    before = host.ruleset()
+    plan = host.cli("up", "--dry-run", project=project, file=file).stdout
+    assert "firewalld does not run" in plan and "firewall-cmd --zone=trusted --add-interface=cn-" in plan
+    assert "firewall-cmd --zone=trusted --add-interface=cn0" in plan
+    try:
+        host.cli("up", "--quiet", project=project, file=file)
+        # what the warning is about: firewalld's table rejects the project's forwarded traffic
+        assert host.probe(f"{project}-client-1", UPLINK, 9000) != f"uplink:9000 {HOST_UP}"
+    finally:
+        host.cli("down", project=project, file=file, check=False)
+    assert host.ruleset() == before
+
+
+def test_firewalld_running_gets_the_bridges_in_trusted_and_back_out(simhost, tmp_path):
+    """Plumbing only: a stand-in firewall-cmd (no firewalld runs on the test machine) records
+    that up adds each bridge to the zone through firewall-cmd and down takes it out again."""
+    host = simhost
+    host.sh("nft", "-f", "-", stdin=FIREWALLD_TABLE)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log, zones = tmp_path / "calls", tmp_path / "zones"
+    fake = bindir / "firewall-cmd"
+    fake.write_text(FAKE_FIREWALL_CMD.format(log=log, zones=zones))
+    fake.chmod(0o755)
+    project, file = _common(host, tmp_path, "", "")
+    env_path = f"{bindir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    old = os.environ.get("PATH")
+    os.environ["PATH"] = env_path
+    try:
+        plan = host.cli("up", "--dry-run", project=project, file=file).stdout
+        assert "firewall-cmd --zone=trusted --add-interface=cn0" in plan and "firewalld runs" in plan
+        try:
+            host.cli("up", "--quiet", project=project, file=file)
+            added = zones.read_text().split()
+            assert len(added) == 3 and "cn0" in added and all(a.startswith("cn") for a in added)
+            assert all(f"--add-interface={a}" in plan for a in added)
+            assert host.cli("check", project=project, file=file, check=False).returncode == 0
+        finally:
+            host.cli("down", project=project, file=file, check=False)
+        assert zones.read_text().split() == []
+        assert any(c.startswith("--zone=trusted --remove-interface=cn0") for c in log.read_text().splitlines())
+    finally:
+        os.environ["PATH"] = old or ""
