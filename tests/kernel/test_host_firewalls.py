@@ -122,7 +122,8 @@ class SimHost:
         self.etc = tmp / "etc-netns"
         self.etc.mkdir()
         os.makedirs("/etc/netns", exist_ok=True)  # the bind mount's target; iproute2's own directory
-        script = (f"mount -t tmpfs tmpfs /run && mkdir -p /run/netns /run/utsns && "
+        # sysfs shows the links of the namespace that mounts it: the simulated host needs its own
+        script = (f"mount -t sysfs sysfs /sys && mount -t tmpfs tmpfs /run && mkdir -p /run/netns /run/utsns && "
                   f"mount --bind {self.etc} /etc/netns && ip link set lo up && echo ready && exec sleep infinity")
         self.proc = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", script],
                                      stdout=subprocess.PIPE, text=True)
@@ -177,7 +178,10 @@ class SimHost:
                               capture_output=True, text=True, timeout=15).stdout.strip()
 
     def ruleset(self) -> str:
-        return self.sh("nft", "list", "ruleset").stdout
+        """`nft list ruleset` without the counters iptables gives its rules (traffic moves them)."""
+        import re
+
+        return re.sub(r"counter packets \d+ bytes \d+ ", "", self.sh("nft", "list", "ruleset").stdout)
 
     def close(self) -> None:
         self.proc.kill()
