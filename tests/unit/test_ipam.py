@@ -62,7 +62,7 @@ def test_192_168_pools_after_172_and_exhaustion_is_a_plan_error():
     assert got["n13"] == ["172.31.0.0/16"] and got["n14"] == ["192.168.0.0/20"] and got["n29"] == ["192.168.240.0/20"]
     keys.append("n30")
     p = project("shop", [svc("s", *[att(k) for k in keys])], [net(k) for k in keys])
-    with pytest.raises(PlanError, match="no free subnet left"):
+    with pytest.raises(PlanError, match="no free IPv4 subnet left"):
         ipam.choose_subnets(p, HostFacts())
 
 
@@ -214,3 +214,17 @@ def test_legacy_bridge_keeps_what_it_holds_while_shared():
     assert subnets(p, HostFacts(projects=other, routes=DOCKER0.routes)) == {"n": ["172.19.0.0/16"]}
     facts = HostFacts(routes=(HostRoute(N("172.21.0.0/16"), "cn0"),))
     assert str(ipam.legacy_subnet(legacy_project(), facts).subnet) == "172.21.0.0/16"
+
+
+def test_bip_from_the_host_file_as_dockerd_reads_daemon_json():
+    facts = HostFacts(routes=DOCKER0.routes, daemon_json='{"bip": "10.201.0.1/24", "debug": true}',
+                      daemon_json_path="/etc/compose-net/daemon.json")
+    s = ipam.legacy_subnet(legacy_project(), facts)
+    assert (str(s.subnet), str(s.gateway)) == ("10.201.0.0/24", "10.201.0.1")
+    assert "bip in /etc/compose-net/daemon.json" in s.note
+    # the variable wins over the file
+    s = ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": "10.202.0.1/24"}), facts)
+    assert str(s.subnet) == "10.202.0.0/24"
+    with pytest.raises(PlanError, match=r"bip in /etc/compose-net/daemon.json='10.201.0.0/24'"):
+        ipam.legacy_subnet(legacy_project(), HostFacts(daemon_json='{"bip": "10.201.0.0/24"}',
+                                                       daemon_json_path="/etc/compose-net/daemon.json"))
