@@ -246,7 +246,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             # drift found and mended: said on stderr even without progress, as warnings are
             print(line, file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
-        if keep is not None and state.Journal(plan.project).exists():
+        if keep is not None and not plan.ops and state.Journal(plan.project).exists():
+            # kept only from an up that changed nothing: one that applied ops took its digest
+            # before its own objects were on the host, so the next run could not match it
             state.save_desired(keep)
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
