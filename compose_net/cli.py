@@ -161,7 +161,7 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[An
     from compose_net.plan.planner import against_kernel, plan_up
     from compose_net.probe import probe_host
 
-    facts = probe_host()
+    facts = probe_host(firewall=_can_observe())
     if not _can_observe():
         # not root: nothing can be up, so the whole plan is what up does
         return plan_up(_selected(_load(args, services).project, services), facts), None
@@ -277,7 +277,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             # drift found and mended: said on stderr even without progress, as warnings are
             print(line, file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
-        if keep is not None and state.Journal(plan.project).exists():
+        if keep is not None and not plan.ops and state.Journal(plan.project).exists():
+            # kept only from an up that changed nothing: one that applied ops took its digest
+            # before its own objects were on the host, so the next run could not match it
             state.save_desired(keep)
         if plan.state is not None and plan.state.cluster:
             from compose_net import cluster

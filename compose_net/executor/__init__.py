@@ -180,7 +180,8 @@ def up(plan: Plan, *, progress: Progress = None) -> UpResult:
         ours = frozenset(key for op in prior.ops for key in op.creates())
         preflight.check(numbered, ours=ours)
         # Everything that may exist once this run ends, on record before the kernel sees any of it.
-        journal.rewrite(_merged(prior.ops, record), complete=False)
+        merged = _merged(prior.ops, record)
+        journal.rewrite(merged, complete=False)
         ap = Applier(None, progress=progress, actions=statuses)
         try:
             ap.run(numbered, fail_after, plan.ops)
@@ -190,7 +191,10 @@ def up(plan: Plan, *, progress: Progress = None) -> UpResult:
             raise
         finally:
             ap.close()
-        journal.rewrite(record, complete=True)
+        if merged == list(record):  # nothing recorded before is dropped: the journal is right as it is
+            journal.mark_complete()
+        else:
+            journal.rewrite(record, complete=True)
     finally:
         journal.close()
     by_status: dict[str, list[str]] = {}

@@ -213,3 +213,34 @@ def test_encrypted_overlay_is_refused_before_anything_is_created(cluster, tmp_pa
     proc = _cn(a, project, path, env, "up", "web", check=False)
     assert proc.returncode == 1 and "IPsec (xfrm) or WireGuard" in proc.stderr, proc.stderr
     assert a.run("ip", "-o", "link").stdout == links
+
+
+def test_a_host_whose_processes_die_leaves_the_others_within_the_lease_ttl(cluster, tmp_path):
+    (a, b), store, url = cluster
+    project = "t" + uuid.uuid4().hex[:8]
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(COMPOSE))
+    env = {"COMPOSE_NET_CLUSTER": store, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def a_resolves_db() -> bool:
+        return a.run("ip", "netns", "exec", f"{project}-web-1", "getent", "hosts", "db",
+                     check=False).returncode == 0
+
+    def a_forwards_to_b() -> bool:
+        return f"dst {b.address}" in a.run("bridge", "fdb", "show").stdout
+
+    try:
+        _cn(a, project, path, env, "up", "--quiet", "web")
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        assert _until(a_resolves_db, 5) and a_forwards_to_b()
+        # B's background process (its only process) dies: nobody keeps B's lease alive
+        pid = int(b.run("cat", f"/run/compose-net/{project}/dns.pid").stdout)
+        b.run("kill", "-9", str(pid))
+        started = time.monotonic()
+        assert _until(lambda: not a_resolves_db() and not a_forwards_to_b(), 25)
+        assert time.monotonic() - started <= 15 + 3, "later than the lease TTL"
+        assert not any("db-1" in k or b.address in k for k in _etcd_keys(a, url))
+    finally:
+        for h in (b, a):
+            _cn(h, project, path, env, "down", "--quiet", check=False)
+    assert _etcd_keys(a, url) == []
