@@ -112,3 +112,53 @@ def test_macvlan_without_parent_gets_a_private_parent_link():
     assert summary(p, HERE).networks[0].parent == parent
     (gdel,) = [o for o in O.teardown(plan.ops) if o.kind == "link_group_delete"]
     assert parent in gdel.names
+
+
+def _cluster_facts(**kw):
+    from compose_net.cluster import ClusterFacts, NetworkClaim, RemoteEndpoint
+
+    claim = NetworkClaim("p_o", ipaddress.IPv4Network("10.0.7.0/24"), 4100)
+    remote = RemoteEndpoint("p_o", "p-db-1", "198.18.0.2", ipaddress.IPv4Address("198.18.0.2"),
+                            ipaddress.IPv4Address("10.0.7.3"), "02:42:0a:00:07:03", ("db", "p-db-1"))
+    values = dict(url="etcd://198.18.0.9:2379", host=ipaddress.IPv4Address("198.18.0.1"), underlay_mtu=1500,
+                  lease=7, claims={"p_o": claim}, addresses={("p_o", "p-web-1"): ipaddress.IPv4Address("10.0.7.2")},
+                  remote=(remote,))
+    values.update(kw)
+    return HostFacts(cluster=ClusterFacts(**values))
+
+
+def test_overlay_in_a_cluster_takes_the_stores_subnet_vni_addresses_and_programs_remote_endpoints():
+    p = project("p", [svc("web", att("o"))], [net("o", "p", driver="overlay")])
+    facts = _cluster_facts()
+    plan = plan_up(p, facts)
+    vx = next(o for o in plan.ops if isinstance(o, O.VxlanCreate))
+    assert (vx.vni, vx.local, vx.learning, vx.proxy, vx.mtu) == (4100, ipaddress.ip_address("198.18.0.1"),
+                                                                 False, True, 1450)
+    remote = [o for o in plan.ops if isinstance(o, (O.FdbSet, O.NeighSet))]
+    assert remote == [O.FdbSet("network:p_o", vx.name, "02:42:0a:00:07:03", ipaddress.ip_address("198.18.0.2")),
+                      O.NeighSet("network:p_o", vx.name, ipaddress.ip_address("10.0.7.3"), "02:42:0a:00:07:03")]
+    assert all(isinstance(o.inverse(), (O.FdbDel, O.NeighDel)) for o in remote)
+    s = plan.state
+    assert s.cluster == "etcd://198.18.0.9:2379"
+    assert s.networks[0].subnets[0].subnet == ipaddress.ip_network("10.0.7.0/24")
+    web, db = s.containers
+    assert str(web.interfaces[0].ipv4) == "10.0.7.2/24" and web.host is None
+    assert (db.name, db.host, db.netns, str(db.interfaces[0].ipv4)) == ("p-db-1", "198.18.0.2", None, "10.0.7.3/24")
+
+
+def test_overlay_without_a_cluster_is_one_host_and_encrypted_is_refused_at_up():
+    p = project("p", [svc("web", att("o"))], [net("o", "p", driver="overlay", driver_opts={"encrypted": ""})])
+    plan = plan_up(p)
+    vx = next(o for o in plan.ops if isinstance(o, O.VxlanCreate))
+    assert vx.encrypted and vx.learning and vx.local is None
+    assert not any(isinstance(o, (O.FdbSet, O.NeighSet)) for o in plan.ops)
+    assert any("encrypted needs IPsec (xfrm) or WireGuard" in w for w in plan.warnings)
+    assert plan.state.cluster is None
+
+
+def test_overlay_mtu_that_cannot_fit_the_underlay_warns():
+    p = project("p", [svc("web", att("o"))],
+                [net("o", "p", driver="overlay", driver_opts={"com.docker.network.driver.mtu": "1500"})])
+    plan = plan_up(p, _cluster_facts())
+    assert next(o for o in plan.ops if isinstance(o, O.VxlanCreate)).mtu == 1500
+    assert any("does not fit the underlay's MTU 1500" in w for w in plan.warnings)
