@@ -177,6 +177,12 @@ class _Facts:
         self.networks = {n.name: n for n in summary.networks}
         self.containers = {c.name: c for c in summary.containers}
         self.owner = policies.owners(summary)
+        self.owner.update({HOST: HOST, OUTSIDE: OUTSIDE})
+        self._iface_cache: dict = {}
+        self._bridged_cache: dict = {}
+        self._net_cache: dict = {}
+        self._gw_cache: dict = {}
+        self._ip_cache: dict = {}
         # bipartite: a container's namespace -- the networks it is attached to
         g = nx.Graph()
         for c in summary.containers:
@@ -200,14 +206,47 @@ class _Facts:
     # -- helpers ---------------------------------------------------------------------------
 
     def _ns(self, node: str) -> str:
-        return self.owner.get(node, node) if node not in (HOST, OUTSIDE) else node
+        return self.owner.get(node, node)
 
     def _ifaces(self, node: str):
-        c = self.containers[self._ns(node)]
-        return [(i, self.networks.get(i.network)) for i in c.interfaces if i.ipv4 is not None]
+        """(interface, network) of a container's namespace with an IPv4 address (cached)."""
+        ns = self.owner.get(node, node)
+        found = self._iface_cache.get(ns)
+        if found is None:
+            c = self.containers[ns]
+            found = self._iface_cache[ns] = [(i, self.networks.get(i.network)) for i in c.interfaces
+                                             if i.ipv4 is not None]
+        return found
 
     def _bridged(self, node: str):
-        return [(i, n) for i, n in self._ifaces(node) if n is not None and n.bridge]
+        ns = self.owner.get(node, node)
+        found = self._bridged_cache.get(ns)
+        if found is None:
+            found = self._bridged_cache[ns] = [(i, n) for i, n in self._ifaces(ns) if n is not None and n.bridge]
+        return found
+
+    def _by_network(self, node: str) -> dict:
+        ns = self.owner.get(node, node)
+        found = self._net_cache.get(ns)
+        if found is None:
+            found = self._net_cache[ns] = {i.network: (i, n) for i, n in self._ifaces(ns)}
+        return found
+
+    def _ip(self, iface) -> str:
+        text = self._ip_cache.get(id(iface))
+        if text is None:
+            text = self._ip_cache[id(iface)] = str(iface.ipv4.ip)
+        return text
+
+    def _gateway(self, node: str) -> Optional[str]:
+        """The host address a container reaches published ports through: the gateway of its
+        default route's non-internal bridge (else the first such); None without one."""
+        ns = self.owner.get(node, node)
+        if ns not in self._gw_cache:
+            routed = [(i, n) for i, n in self._bridged(ns) if not n.internal]
+            self._gw_cache[ns] = str(next((i.gateway for i, _ in routed if i.default_route), routed[0][0].gateway)) \
+                if routed else None
+        return self._gw_cache[ns]
 
     def candidates(self, source: str) -> list[str]:
         """Targets with any chance: co-members of a network, publishers, host, outside."""
@@ -295,21 +334,21 @@ class _Facts:
                 blocked.append("the host does not reach macvlan/ipvlan children of its own links")
                 return None
             iface, net = bridged[0]
-            return None, f"the host routes to {net.name} ({net.bridge})", str(iface.ipv4.ip), True
+            return None, f"the host routes to {net.name} ({net.bridge})", self._ip(iface), True
         if source == OUTSIDE:
             blocked.append("outside: no new connection into a project bridge (only published ports)")
             return None
-        mine = {i.network: (i, n) for i, n in self._ifaces(self._ns(source))}
+        mine = self._by_network(source)
         for iface, net in target_ifaces:
             if iface.network not in mine or net is None:
                 continue
             if net.bridge is None:
                 return None, f"shared network {net.name} ({net.driver}: past the host's filter)", \
-                    str(iface.ipv4.ip), False
+                    self._ip(iface), False
             if not net.icc:
                 blocked.append(f"{net.name}: enable_icc false drops container to container")
                 continue
-            return None, f"shared network {net.name} ({net.bridge})", str(iface.ipv4.ip), True
+            return None, f"shared network {net.name} ({net.bridge})", self._ip(iface), True
         if not any(i.network in mine for i, _ in target_ifaces):
             blocked.append("isolation: no shared network")
         return None
@@ -324,16 +363,15 @@ class _Facts:
             return []
         ways = []
         if source not in (HOST, OUTSIDE):
-            routed = [(i, n) for i, n in self._bridged(self._ns(source)) if not n.internal]
-            if not routed:
+            gateway = self._gateway(source)
+            if gateway is None:
                 blocked.append("published ports: the source has no route to the host (internal networks only)")
                 return []
-            gateway = str(next((i.gateway for i, _ in routed if i.default_route), routed[0][0].gateway))
         for t in targets:
             host_ip = t.host_ip
             loop = host_ip is not None and host_ip.version == 4 and host_ip in _LOOPBACK
             if loop and source != HOST:
-                blocked.append(f"{t.words()}: published on loopback, the host only")
+                blocked.append(f"{self._words(t)}: published on loopback, the host only")
                 continue
             if source == HOST:
                 address = str(host_ip) if host_ip is not None and not host_ip.is_unspecified else \
@@ -352,8 +390,14 @@ class _Facts:
             # a narrowed target range keeps its published ports in step
             pubs = tuple((q, pub[1] + (a - span[1]), pub[1] + (b - span[1])) if pub[2] != pub[1] else pub
                          for q, a, b in ports)
-            ways.append(Way(PUBLISHED, ports, "; ".join([f"published port {t.words()}"] + words), address, pubs))
+            ways.append(Way(PUBLISHED, ports, "; ".join([self._words(t)] + words), address, pubs))
         return ways
+
+    def _words(self, target) -> str:
+        text = self._ip_cache.get(id(target))
+        if text is None:
+            text = self._ip_cache[id(target)] = f"published port {target.words()}"
+        return text
 
     def _to_host(self, source: str):
         if source == OUTSIDE:
