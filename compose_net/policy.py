@@ -132,7 +132,8 @@ def resolve(summary: Summary) -> Policies:
                 continue
             grants = tuple(_grant(i, rule, by_service, owner_of, addrs) for i, rule in enumerate(rules))
             guards[direction][c.name] = Guard(c.name, c.service, direction, addrs[c.name], grants)
-    bridges = tuple(dict.fromkeys(n.bridge for n in summary.networks if n.bridge and not n.shared))
+    # the shared legacy bridge too: a container of ours on it is a container, not outside
+    bridges = tuple(dict.fromkeys(n.bridge for n in summary.networks if n.bridge))
     return Policies(guards[INGRESS], guards[EGRESS], bridges)
 
 

@@ -227,3 +227,17 @@ def test_sampling_keeps_policy_and_published_cells_and_says_how(shop):
     chosen, how = reach_verify.sample(m, probes, 40)
     assert len(chosen) == 40 and how.startswith(f"sampled 40 of {len(probes)} probes")
     assert reach_verify.sample(m, probes, 10_000) == (probes, None)
+
+
+def test_cli_reach_prints_the_matrix_and_refuses_an_unknown_name(tmp_path, capsys):
+    from compose_net import cli
+
+    (tmp_path / "compose.yml").write_text(textwrap.dedent(SHOP))
+    assert cli.main(["-f", str(tmp_path / "compose.yml"), "reach", "api", "db"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("api-1 -> db-1: 5432/tcp, 6000-6010/udp\n")
+    assert cli.main(["-f", str(tmp_path / "compose.yml"), "reach", "--json", "outside"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {c["to"] for c in data["cells"] if c["open"]} == {"shop-api-1"}
+    assert cli.main(["-f", str(tmp_path / "compose.yml"), "reach", "nope"]) == 2
+    assert "no service or container 'nope'" in capsys.readouterr().err
