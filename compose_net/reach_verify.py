@@ -113,7 +113,10 @@ def _direct(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
     elif way is not None and way.address:
         address = way.address
     else:
+        # closed: still aim where a packet would go, the address on a network they share first
+        mine = facts._by_network(src) if src not in (reach.HOST, reach.OUTSIDE) else {}
         ifaces = facts._bridged(dst) or facts._ifaces(dst)
+        ifaces = [x for x in ifaces if x[0].network in mine] or ifaces
         if not ifaces:
             return []
         address = str(ifaces[0][0].ipv4.ip)

@@ -66,16 +66,19 @@ def test_a_kernel_that_disagrees_is_caught(shop):
     table = f"cn-{shop.project}"
     nft.delete_table("inet", table)
     try:
-        status, report = verify(shop, "db")
+        status, report = verify(shop, "queue", "db")
         bad = [p for p in report["probes"] if not p["agrees"]]
         assert status == 1
         # without the table, what the policy closed is open
         assert any(p["from"].endswith("queue-1") and p["port"] == 5432 for p in bad)
+        # and from db: api's ingress names no db
+        status, report = verify(shop, "db", "api")
+        assert status == 1 and not all(p["agrees"] for p in report["probes"])
         text = cli("reach", "--verify", "db", project=shop.project, file=shop.file, check=False)
         assert text.returncode == 1 and "DISAGREES" in text.stdout
     finally:
         cli("up", "--quiet", project=shop.project, file=shop.file)
-    assert verify(shop, "db")[0] == 0
+    assert verify(shop, "queue", "db")[0] == 0 and verify(shop, "db")[0] == 0
 
 
 def test_reach_of_a_project_that_is_not_up_says_so(tmp_path):
