@@ -163,15 +163,18 @@ def sample(m: reach.Matrix, probes: list[Probe], limit: int) -> tuple[list[Probe
     guarded = set(facts.pol.ingress) | set(facts.pol.egress)
     first = [p for p in probes if p.route == reach.PUBLISHED or facts._ns(p.source) in guarded
              or facts._ns(p.target) in guarded]
+    rng = random.Random(m.summary.project)
     if len(first) > limit:
-        first = random.Random(m.summary.project).sample(first, limit)
-        rest: list[Probe] = []
+        chosen = rng.sample(first, limit)
+        how = (f"sampled {limit} of {len(probes)} probes: {limit} at random (seed: the project name) of the "
+               f"{len(first)} of cells with policy or a published port, none of the others")
     else:
-        others = [p for p in probes if p not in set(first)]
-        rest = random.Random(m.summary.project).sample(others, limit - len(first))
-    chosen = sorted(first + rest, key=lambda p: int(p.id[1:]))
-    how = (f"sampled {len(chosen)} of {len(probes)} probes: every probe of a cell with policy or a published "
-           f"port ({len(first)}), then {len(rest)} of the others at random (seed: the project name)")
+        kept = set(first)
+        rest = rng.sample([p for p in probes if p not in kept], limit - len(first))
+        chosen = first + rest
+        how = (f"sampled {limit} of {len(probes)} probes: every probe of a cell with policy or a published "
+               f"port ({len(first)}), then {len(rest)} of the others at random (seed: the project name)")
+    chosen = sorted(chosen, key=lambda p: int(p.id[1:]))
     return chosen, how
 
 
