@@ -93,10 +93,10 @@ class Matrix:
     summary: Summary
     nodes: tuple[str, ...]
     short: dict = field(default_factory=dict)  # node -> its name without the project prefix
-    _facts: "_Facts" = None  # type: ignore[assignment]
+    facts: "Facts" = None  # type: ignore[assignment]
 
     def cell(self, source: str, target: str) -> Cell:
-        return self._facts.cell(source, target)
+        return self.facts.cell(source, target)
 
     def find(self, name: str) -> list[str]:
         """The nodes a name means: host, outside, a container (full or short name), or every
@@ -111,7 +111,7 @@ class Matrix:
         return found
 
     def candidates(self, source: str) -> list[str]:
-        return self._facts.candidates(source)
+        return self.facts.candidates(source)
 
     def cells(self, sources: Optional[Iterable[str]] = None, targets: Optional[Iterable[str]] = None,
               every: bool = False) -> Iterable[Cell]:
@@ -124,7 +124,7 @@ class Matrix:
 
 
 def matrix(summary: Summary) -> Matrix:
-    facts = _Facts(summary)
+    facts = Facts(summary)
     nodes = tuple(c.name for c in summary.containers if c.netns is not None) + (HOST, OUTSIDE)
     prefix = summary.project + "-"
     short = {n: n[len(prefix):] if n.startswith(prefix) else n for n in nodes}
@@ -168,7 +168,11 @@ def _grant_ports(guard: Optional[policies.Guard], peer: str) -> tuple[Optional[t
     return tuple(spans), words
 
 
-class _Facts:
+class Facts:
+    """What a cell is decided from, asked once per namespace and cached: its interfaces, its
+    networks, the host address it reaches published ports through, the guards (`pol`), the
+    published ports by namespace (`published`). `reach_verify` aims its probes with it."""
+
     def __init__(self, summary: Summary):
         import networkx as nx
 
@@ -205,10 +209,10 @@ class _Facts:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _ns(self, node: str) -> str:
+    def ns(self, node: str) -> str:
         return self.owner.get(node, node)
 
-    def _ifaces(self, node: str):
+    def ifaces(self, node: str):
         """(interface, network) of a container's namespace with an IPv4 address (cached)."""
         ns = self.owner.get(node, node)
         found = self._iface_cache.get(ns)
@@ -218,18 +222,18 @@ class _Facts:
                                              if i.ipv4 is not None]
         return found
 
-    def _bridged(self, node: str):
+    def bridged(self, node: str):
         ns = self.owner.get(node, node)
         found = self._bridged_cache.get(ns)
         if found is None:
-            found = self._bridged_cache[ns] = [(i, n) for i, n in self._ifaces(ns) if n is not None and n.bridge]
+            found = self._bridged_cache[ns] = [(i, n) for i, n in self.ifaces(ns) if n is not None and n.bridge]
         return found
 
-    def _by_network(self, node: str) -> dict:
+    def by_network(self, node: str) -> dict:
         ns = self.owner.get(node, node)
         found = self._net_cache.get(ns)
         if found is None:
-            found = self._net_cache[ns] = {i.network: (i, n) for i, n in self._ifaces(ns)}
+            found = self._net_cache[ns] = {i.network: (i, n) for i, n in self.ifaces(ns)}
         return found
 
     def _ip(self, iface) -> str:
@@ -243,7 +247,7 @@ class _Facts:
         default route's non-internal bridge (else the first such); None without one."""
         ns = self.owner.get(node, node)
         if ns not in self._gw_cache:
-            routed = [(i, n) for i, n in self._bridged(ns) if not n.internal]
+            routed = [(i, n) for i, n in self.bridged(ns) if not n.internal]
             self._gw_cache[ns] = str(next((i.gateway for i, _ in routed if i.default_route), routed[0][0].gateway)) \
                 if routed else None
         return self._gw_cache[ns]
@@ -253,7 +257,7 @@ class _Facts:
         if source in (HOST, OUTSIDE):
             found = [c for c in self.containers if self.containers[c].netns is not None]
             return found + ([OUTSIDE] if source == HOST else [HOST])
-        ns = self._ns(source)
+        ns = self.ns(source)
         found: dict[str, None] = {}
         for net in self.g.neighbors(("c", ns)) if self.g.has_node(("c", ns)) else ():
             for member in self.g.neighbors(net):
@@ -282,7 +286,7 @@ class _Facts:
 
     def _policy(self, source: str, target: str, base: Optional[tuple[Span, ...]]):
         """base narrowed by the target's ingress and the source's egress: (ports, words, blocked)."""
-        src, dst = self._ns(source), self._ns(target)
+        src, dst = self.ns(source), self.ns(target)
         ports, words, blocked = base, [], []
         for guard, peer, side in ((self.pol.ingress.get(dst), src, "ingress"),
                                   (self.pol.egress.get(src), dst, "egress")):
@@ -306,7 +310,7 @@ class _Facts:
     def _to_container(self, source: str, target: str):
         if self.containers[target].netns is None:
             return [], ["uses the host's network: see host"]
-        src, dst = self._ns(source), self._ns(target)
+        src, dst = self.ns(source), self.ns(target)
         if source not in (HOST, OUTSIDE) and src == dst:
             return [Way(DIRECT, None, "the same network namespace (loopback)", "127.0.0.1")], []
         ways, blocked = [], []
@@ -323,13 +327,13 @@ class _Facts:
 
     def _direct(self, source: str, target: str, blocked: list):
         """(ports, why, address, policy applies) of the direct way, or None (with why in blocked)."""
-        dst = self._ns(target)
-        target_ifaces = self._ifaces(dst)
+        dst = self.ns(target)
+        target_ifaces = self.ifaces(dst)
         if not target_ifaces:
             blocked.append(f"{self._short(target)} has no address")
             return None
         if source == HOST:
-            bridged = self._bridged(dst)
+            bridged = self.bridged(dst)
             if not bridged:
                 blocked.append("the host does not reach macvlan/ipvlan children of its own links")
                 return None
@@ -338,7 +342,7 @@ class _Facts:
         if source == OUTSIDE:
             blocked.append("outside: no new connection into a project bridge (only published ports)")
             return None
-        mine = self._by_network(source)
+        mine = self.by_network(source)
         for iface, net in target_ifaces:
             if iface.network not in mine or net is None:
                 continue
@@ -358,7 +362,7 @@ class _Facts:
         return node[len(prefix):] if node.startswith(prefix) else node
 
     def _published(self, source: str, target: str, blocked: list) -> list[Way]:
-        targets = self.published.get(self._ns(target), ())
+        targets = self.published.get(self.ns(target), ())
         if not targets:
             return []
         ways = []
@@ -402,7 +406,7 @@ class _Facts:
     def _to_host(self, source: str):
         if source == OUTSIDE:
             return [], ["not the project's to decide"]
-        bridged = self._bridged(source)
+        bridged = self.bridged(source)
         if not bridged:
             return [], ["no bridge network: no way to the host's addresses"]
         iface, net = bridged[0]
@@ -415,7 +419,7 @@ class _Facts:
     def _to_outside(self, source: str):
         if source == HOST:
             return [], ["not the project's to decide"]
-        routed = [(i, n) for i, n in self._bridged(source) if not n.internal]
+        routed = [(i, n) for i, n in self.bridged(source) if not n.internal]
         if not routed:
             return [], ["internal networks only: no way out"]
         iface, net = next(((i, n) for i, n in routed if i.default_route), routed[0])

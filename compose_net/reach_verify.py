@@ -73,14 +73,14 @@ def _agent_name(node: str) -> str:
 
 
 def plan_probes(m: reach.Matrix, sources=None, targets=None) -> list[Probe]:
-    facts = m._facts  # the same facts the matrix reads
+    facts = m.facts  # the same facts the matrix reads
     probes: list[Probe] = []
     for cell in m.cells(sources, targets, every=True):
         src, dst = cell.source, cell.target
         if src in (reach.HOST, reach.OUTSIDE) and dst in (reach.HOST, reach.OUTSIDE):
             continue
         if src not in (reach.HOST, reach.OUTSIDE) and dst not in (reach.HOST, reach.OUTSIDE) \
-                and facts._ns(src) == facts._ns(dst):
+                and facts.ns(src) == facts.ns(dst):
             continue  # the same namespace: loopback, nothing of the host's to prove
         probes.extend(_direct(m, cell, len(probes)))
         if dst not in (reach.HOST, reach.OUTSIDE):
@@ -89,9 +89,9 @@ def plan_probes(m: reach.Matrix, sources=None, targets=None) -> list[Probe]:
 
 
 def _ports_named(m: reach.Matrix, src: str, dst: str) -> list[tuple[str, int]]:
-    facts = m._facts
+    facts = m.facts
     ports = [("tcp", ANY_PORT), ("udp", ANY_PORT)]
-    for guard in (facts.pol.ingress.get(facts._ns(dst)), facts.pol.egress.get(facts._ns(src))):
+    for guard in (facts.pol.ingress.get(facts.ns(dst)), facts.pol.egress.get(facts.ns(src))):
         for grant in guard.grants if guard else ():
             for p in grant.ports:
                 if p.protocol in ("tcp", "udp") and (p.protocol, p.first) not in ports:
@@ -100,13 +100,13 @@ def _ports_named(m: reach.Matrix, src: str, dst: str) -> list[tuple[str, int]]:
 
 
 def _direct(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
-    facts = m._facts
+    facts = m.facts
     src, dst = cell.source, cell.target
     way = next((w for w in cell.ways if w.route == reach.DIRECT), None)
     if dst == reach.OUTSIDE:
         address = "OUTSIDE"
     elif dst == reach.HOST:
-        bridged = facts._bridged(src) if src != reach.OUTSIDE else []
+        bridged = facts.bridged(src) if src != reach.OUTSIDE else []
         if not bridged:
             return []
         address = str(bridged[0][0].gateway)
@@ -114,8 +114,8 @@ def _direct(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
         address = way.address
     else:
         # closed: still aim where a packet would go, the address on a network they share first
-        mine = facts._by_network(src) if src not in (reach.HOST, reach.OUTSIDE) else {}
-        ifaces = facts._bridged(dst) or facts._ifaces(dst)
+        mine = facts.by_network(src) if src not in (reach.HOST, reach.OUTSIDE) else {}
+        ifaces = facts.bridged(dst) or facts.ifaces(dst)
         ifaces = [x for x in ifaces if x[0].network in mine] or ifaces
         if not ifaces:
             return []
@@ -128,10 +128,10 @@ def _direct(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
 
 
 def _published(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
-    facts = m._facts
+    facts = m.facts
     src, dst = cell.source, cell.target
     out = []
-    for t in facts.published.get(facts._ns(dst), ()):
+    for t in facts.published.get(facts.ns(dst), ()):
         p = t.port
         if p.protocol not in ("tcp", "udp"):
             continue
@@ -144,7 +144,7 @@ def _published(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
         elif src == reach.OUTSIDE:
             address = "HOST"
         else:
-            routed = [(i, net) for i, net in facts._bridged(src) if not net.internal]
+            routed = [(i, net) for i, net in facts.bridged(src) if not net.internal]
             if not routed:
                 continue  # no route to any host address: nothing to connect to
             address = str(next((i.gateway for i, _ in routed if i.default_route), routed[0][0].gateway))
@@ -159,10 +159,10 @@ def _published(m: reach.Matrix, cell: reach.Cell, n: int) -> list[Probe]:
 def sample(m: reach.Matrix, probes: list[Probe], limit: int) -> tuple[list[Probe], Optional[str]]:
     if len(probes) <= limit:
         return probes, None
-    facts = m._facts
+    facts = m.facts
     guarded = set(facts.pol.ingress) | set(facts.pol.egress)
-    first = [p for p in probes if p.route == reach.PUBLISHED or facts._ns(p.source) in guarded
-             or facts._ns(p.target) in guarded]
+    first = [p for p in probes if p.route == reach.PUBLISHED or facts.ns(p.source) in guarded
+             or facts.ns(p.target) in guarded]
     rng = random.Random(m.summary.project)
     if len(first) > limit:
         chosen = rng.sample(first, limit)
@@ -210,7 +210,7 @@ def _namespace(m: reach.Matrix, node: str, outside: Optional["_Outside"]) -> Opt
         return None
     if node == reach.OUTSIDE:
         return outside.ns if outside else None
-    return m.summary.container(m._facts._ns(node)).netns
+    return m.summary.container(m.facts.ns(node)).netns
 
 
 def _run(m: reach.Matrix, report: Report, probes: list[Probe], outside, timeout: float) -> None:
@@ -218,7 +218,7 @@ def _run(m: reach.Matrix, report: Report, probes: list[Probe], outside, timeout:
     send: dict[str, list] = {}
     names: dict[str, str] = {}
     for p in probes:
-        target = p.target if p.target in (reach.HOST, reach.OUTSIDE) else m._facts._ns(p.target)
+        target = p.target if p.target in (reach.HOST, reach.OUTSIDE) else m.facts.ns(p.target)
         listen.setdefault(target, set()).add((p.protocol, p.listen))
         send.setdefault(p.source, []).append(p)
     for node in set(listen) | set(send):
@@ -266,7 +266,7 @@ def _run(m: reach.Matrix, report: Report, probes: list[Probe], outside, timeout:
 
 
 def _listener(m: reach.Matrix, p: Probe) -> str:
-    return p.target if p.target in (reach.HOST, reach.OUTSIDE) else m._facts._ns(p.target)
+    return p.target if p.target in (reach.HOST, reach.OUTSIDE) else m.facts.ns(p.target)
 
 
 class _Outside:
