@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from compose_net import naming
 from compose_net.errors import ConfigError, RuntimeFailure
@@ -52,8 +52,9 @@ def _pool(subnet: Optional[str], gateway: Optional[str]) -> IpamPool:
 
 def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
                 internal: bool = False, driver: str = "bridge", facts: Any = None,
-                created: Optional[str] = None) -> Plan:
-    """The plan that makes network `name` (pure given `facts`)."""
+                created: Optional[str] = None, environment: Optional[Mapping[str, str]] = None) -> Plan:
+    """The plan that makes network `name` (pure given `facts`; `environment` holds
+    COMPOSE_NET_DEFAULT_ADDRESS_POOLS when the caller's shell sets it)."""
     from compose_net.plan.planner import plan_up
 
     _check_name(name)
@@ -65,7 +66,7 @@ def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] 
                   enable_ipv6=any(p.subnet is not None and p.subnet.version == 6 for p in pools),
                   keypath=f"networks.{name}")
     project = Project(name=project_name(name), working_dir="/", services={}, networks={name: net},
-                      containers=())
+                      containers=(), environment=dict(environment or {}))
     plan = plan_up(project, facts)
     summary_path = naming.summary_path(project.name)
     ops = []
@@ -97,7 +98,8 @@ def _summaries() -> dict[str, Summary]:
 
 
 def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
-           internal: bool = False, driver: str = "bridge") -> Optional[Summary]:
+           internal: bool = False, driver: str = "bridge",
+           environment: Optional[Mapping[str, str]] = None) -> Optional[Summary]:
     """Make network `name`; returns its summary. Fails if a network of that name exists."""
     from compose_net import executor
     from compose_net.probe import probe_host
@@ -108,7 +110,7 @@ def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = Non
             if net.name == name:
                 raise RuntimeFailure(f"network with name {name} already exists"
                                      + ("" if project == project_name(name) else f" (project {project})"))
-    plan = plan_create(name, subnet, gateway, internal, driver, probe_host())
+    plan = plan_create(name, subnet, gateway, internal, driver, probe_host(), environment=environment)
     executor.up(plan)
     from compose_net import state
 

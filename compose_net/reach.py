@@ -203,7 +203,8 @@ class Facts:
         by_name = {n.name: n for n in summary.networks if n.bridge}
         self.published: dict[str, list] = {}
         for target in firewall.port_targets(summary, by_name):
-            if target.address.version == 4:
+            # gateway mode routed publishes at the container's own address, no DNAT: not modelled here
+            if target.address.version == 4 and not getattr(target, "routed", False):
                 self.published.setdefault(self.owner.get(target.container, target.container), []).append(target)
         self.publishers = [name for name in self.containers if self.owner.get(name, name) in self.published]
 
