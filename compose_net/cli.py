@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="exit 0 when the kernel matches the plan, 1 listing every difference")
     ck.add_argument("--json", action="store_true", help="the differences as JSON")
 
+    r = sub.add_parser("reach", help="who reaches whom, on which ports and why (--verify: prove it live)")
+    r.add_argument("source", nargs="?", metavar="FROM", help="a service, container, host or outside")
+    r.add_argument("target", nargs="?", metavar="TO", help="a service, container, host or outside")
+    r.add_argument("--json", action="store_true", help="the cells as JSON")
+    fmt = r.add_mutually_exclusive_group()
+    fmt.add_argument("--dot", action="store_true", help="the open cells as a Graphviz graph")
+    fmt.add_argument("--mermaid", action="store_true", help="the open cells as a Mermaid flowchart")
+    r.add_argument("--verify", action="store_true",
+                   help="on a project that is up: test every cell live, print the disagreeing ones, exit 1 if any")
+    r.add_argument("--max-probes", type=int, default=2000, metavar="N",
+                   help="with --verify: probe at most N (port, cell) pairs, sampling beyond (default 2000)")
+    r.add_argument("--timeout", type=float, default=0.5, metavar="SECONDS",
+                   help="with --verify: how long a closed port is waited for (default 0.5)")
+
     sub.add_parser("dns", help="run the project's embedded DNS server in the foreground")
     return p
 
@@ -522,6 +536,53 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reach(args: argparse.Namespace) -> int:
+    from compose_net import reach
+
+    if args.verify:
+        return _reach_verify(args)
+    result = _load(args)
+    from compose_net.plan.planner import summary
+    from compose_net.probe import probe_host
+
+    m = reach.matrix(summary(result.project, probe_host()))
+    sources, targets = _reach_nodes(m, args)
+    if args.dot or args.mermaid:
+        _out(reach.render_graph(m, "dot" if args.dot else "mermaid"))
+    elif args.json:
+        _out(json.dumps(reach.to_json(m, sources, targets), indent=2))
+    else:
+        _out(reach.render_text(m, sources, targets))
+    return 0
+
+
+def _reach_nodes(m: Any, args: argparse.Namespace) -> tuple[Optional[list], Optional[list]]:
+    try:
+        sources = m.find(args.source) if args.source else None
+        targets = m.find(args.target) if args.target else None
+    except LookupError as exc:
+        raise ConfigError("reach", 0, "FROM" if args.source and str(args.source) in str(exc) else "TO",
+                          str(exc)) from None
+    return sources, targets
+
+
+def _reach_verify(args: argparse.Namespace) -> int:
+    from compose_net import reach, reach_verify, state
+
+    name = _project_name(args)
+    recorded = state.read_summary(name)
+    if recorded is None:
+        raise ComposeNetError(f"project {name} is not up: reach --verify tests a running project")
+    m = reach.matrix(recorded)
+    sources, targets = _reach_nodes(m, args)
+    report = reach_verify.verify(m, sources, targets, max_probes=args.max_probes, timeout=args.timeout)
+    if args.json:
+        _out(json.dumps(reach_verify.to_json(report), indent=2))
+    else:
+        _out(reach_verify.render_text(report))
+    return 1 if report.disagreements else 0
+
+
 def cmd_dns(args: argparse.Namespace) -> int:
     name = _project_name(args)
     import logging
@@ -545,6 +606,7 @@ COMMANDS = {
     "graph": cmd_graph,
     "check": cmd_check,
     "dns": cmd_dns,
+    "reach": cmd_reach,
 }
 
 

@@ -117,6 +117,22 @@ class LinkState:
 
 
 @dataclass(frozen=True)
+class PolicyPortState:
+    first: int
+    last: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class PolicyRuleState:
+    """One rule of a service's `x-compose-net` ingress or egress, as written: its peers
+    (service names, `host`, `outside`) and ports (empty: every port and protocol)."""
+
+    peers: tuple[str, ...]
+    ports: tuple[PolicyPortState, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerState:
     name: str
     service: str
@@ -137,6 +153,9 @@ class ContainerState:
     ports: tuple[PortState, ...] = ()
     expose: tuple[str, ...] = ()
     embedded_dns: bool = False  # its resolv.conf points at 127.0.0.11
+    # its service's policy (`policy.resolve` reads it): None is Docker's behaviour, () allows nothing
+    ingress: Optional[tuple[PolicyRuleState, ...]] = None
+    egress: Optional[tuple[PolicyRuleState, ...]] = None
 
     @property
     def short_id(self) -> str:

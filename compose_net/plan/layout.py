@@ -29,7 +29,8 @@ from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OP
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
-from compose_net.summary import (ContainerState, InterfaceState, LinkState, NetworkState, PortState, SubnetState,
+from compose_net.summary import (ContainerState, InterfaceState, LinkState, NetworkState, PolicyPortState,
+                                 PolicyRuleState, PortState, SubnetState,
                                  Summary, VxlanState)
 
 EMBEDDED_DNS = "127.0.0.11"
@@ -540,7 +541,8 @@ class Layout:
             network_mode=svc.network_mode, shares=box.shares, hostname=box.hostname or None,
             domainname=svc.domainname, dns=svc.dns, dns_search=svc.dns_search, dns_opt=svc.dns_opt,
             links=tuple(LinkState(link.service, link.alias) for link in svc.links), interfaces=tuple(ifaces),
-            ports=tuple(box.ports), expose=svc.expose, embedded_dns=box.embedded_dns)
+            ports=tuple(box.ports), expose=svc.expose, embedded_dns=box.embedded_dns,
+            ingress=_rules(svc.ingress), egress=_rules(svc.egress))
 
     # --- files --------------------------------------------------------------------------------
 
@@ -628,3 +630,10 @@ class Layout:
 def layout(project: Project, facts: Optional[HostFacts] = None, g: Any = None) -> Layout:
     return Layout(g if g is not None else pgraph.build_graph(project), project,
                   facts if facts is not None else HostFacts())
+
+
+def _rules(rules):
+    if rules is None:
+        return None
+    return tuple(PolicyRuleState(r.peers, tuple(PolicyPortState(p.first, p.last, p.protocol) for p in r.ports))
+                 for r in rules)
