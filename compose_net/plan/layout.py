@@ -27,8 +27,8 @@ from compose_net.drivers.base import HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPP
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
-from compose_net.summary import (ContainerState, InterfaceState, LinkState, NetworkState, PortState, SubnetState,
-                                 Summary, VxlanState)
+from compose_net.summary import (ContainerState, InterfaceState, LinkState, Live, NetworkState, PortState,
+                                 SubnetState, Summary, VxlanState)
 
 EMBEDDED_DNS = "127.0.0.11"
 
@@ -123,8 +123,9 @@ def _dyn_note(subnet: Optional[ipam.Subnet]) -> str:
 
 
 class Layout:
-    def __init__(self, g: Any, project: Project, facts: HostFacts):
+    def __init__(self, g: Any, project: Project, facts: HostFacts, live: Live = Live()):
         self.graph = g
+        self.live = live
         self.project = project
         self.facts = facts
         self.warnings: list[str] = []
@@ -459,6 +460,7 @@ class Layout:
 
     def summary(self) -> Summary:
         project = self.project
+        given = {n.key: any(p.subnet is not None for p in n.ipam_pools) for n in pgraph.networks(self.graph)}
         nets = []
         for key, net in self.networks.items():
             if drivers.get(net.driver).container_mode is not None and not net.external:
@@ -469,12 +471,14 @@ class Layout:
                 external=net.external, masquerade=net.masquerade, icc=net.icc, mtu=net.mtu,
                 enable_ipv6=net.enable_ipv6, labels=dict(net.labels),
                 subnets=tuple(SubnetState(s.subnet, s.gateway, s.ip_range) for s in net.subnets),
-                shared=net.shared, vxlan=VxlanState(net.vxlan, net.vni) if net.vxlan else None))
+                shared=net.shared, vxlan=VxlanState(net.vxlan, net.vni) if net.vxlan else None,
+                user_subnet=given.get(key, False)))
         return Summary(
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
-            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order))
+            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order),
+            live=self.live)
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container
@@ -581,6 +585,15 @@ class Layout:
         return "\n".join(lines) + "\n"
 
 
-def layout(project: Project, facts: Optional[HostFacts] = None, g: Any = None) -> Layout:
-    return Layout(g if g is not None else pgraph.build_graph(project), project,
-                  facts if facts is not None else HostFacts())
+def layout(project: Project, facts: Optional[HostFacts] = None, g: Any = None, live: Optional[Live] = None) -> Layout:
+    """The laid-out project; `live` (default: the project's recorded live edits) is applied to
+    its graph first (`plan.live`)."""
+    from compose_net.plan import live as live_edits
+
+    facts = facts if facts is not None else HostFacts()
+    g = g if g is not None else pgraph.build_graph(project)
+    own = facts.projects.get(project.name)
+    if live is None:
+        live = own.live if own is not None else Live()
+    kept = live_edits.apply(g, project, live, own) if live else live
+    return Layout(g, project, facts, kept)

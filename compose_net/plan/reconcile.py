@@ -46,9 +46,12 @@ class Context:
 
 
 def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
-              shared_in_use: frozenset[str] = frozenset()) -> O.Plan:
+              shared_in_use: frozenset[str] = frozenset(), trusted: frozenset = frozenset()) -> O.Plan:
     """`desired` made true from what `recorded` and `observed` say there is. `shared_in_use`:
-    shared units (the legacy bridge) other projects still use, never removed here."""
+    shared units (the legacy bridge) other projects still use, never removed here. `trusted`:
+    desired ops taken to be in place as the journal records them, not checked (a live edit
+    looks at what it changes only; repairing the rest is `up`'s job), unless tied to an object
+    made again here."""
     recorded = tuple(recorded)
     removals, gone = _removals(desired.ops, recorded, observed, shared_in_use)
     ctx = Context(observed, frozenset(k for op in recorded for k in op.creates()), frozenset(gone),
@@ -56,7 +59,7 @@ def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
                   _dns_namespaces(desired.state))
     todo: dict[int, tuple[str, list[O.Op]]] = {}
     for i, op in enumerate(desired.ops):
-        verdict = _check(op, ctx)
+        verdict = None if op in trusted else _check(op, ctx)
         if verdict is not None:
             todo[i] = verdict
     _follow(desired.ops, todo, gone, observed)
