@@ -172,3 +172,126 @@ def test_ip_needs_a_user_given_subnet(project, tmp_path):
         assert got.returncode == 2 and "user configured subnet" in got.stderr
     finally:
         cli("network", "rm", net)
+
+
+@pytest.fixture
+def created(kernel_lock, project_name):
+    """A network made by `network create` (10.244.X.0/24), removed with its ad-hoc containers."""
+    name = project_name + "net"
+    subnet = f"10.244.{int(project_name[1:3], 16)}.0/24"
+    before = kernel_snapshot()
+    cli("network", "create", name, "--subnet", subnet)
+    try:
+        yield name
+    finally:
+        summary = state.read_summary("net." + name)
+        for adhoc in summary.live.containers if summary else ():
+            cli("rm", adhoc.name, check=False)
+        cli("network", "rm", name, check=False)
+    assert kernel_snapshot() == before
+
+
+def test_run_on_a_created_network(created, project_name):
+    first, second = project_name + "-a", project_name + "-b"
+    assert cli("run", "-d", "--name", first, "--hostname", "first-host", "--network", created).stdout.strip() == first
+    script = textwrap.dedent(f"""
+        import socket, subprocess, sys
+        there = socket.gethostbyname({first!r})
+        print(there, socket.gethostbyname("first-host"))
+        back = subprocess.run(["ip", "netns", "exec", {first!r}, sys.executable, "-c",
+                               "import socket; print(socket.gethostbyname({second!r}))"],
+                              capture_output=True, text=True).stdout.strip()
+        print(back, socket.gethostbyname(socket.gethostname()))
+        ok = subprocess.run(["ping", "-c1", "-W2", there]).returncode == 0
+        sys.exit(3 if ok else 4)
+        """)
+    got = cli("run", "--name", second, "--network", created, "--", sys.executable, "-c", script, check=False)
+    assert got.returncode == 3, got.stderr
+    line1, line2 = got.stdout.split("\n")[-3:-1] if got.stdout.count("\n") >= 2 else ("", "")
+    there, by_hostname = line1.split()
+    back, mine = line2.split()
+    assert there == by_hostname and back == mine
+    summary = state.read_summary("net." + created)
+    assert [c.name for c in summary.containers] == [first]
+    assert not os.path.exists(f"/run/netns/{second}") and not os.path.exists(f"/etc/netns/{second}")
+    # network rm refuses, naming every container on it
+    refused = cli("network", "rm", created, check=False)
+    assert refused.returncode == 1 and refused.stderr.strip() == f"error: network {created} has active endpoints: {first}"
+    # bad input: nothing made
+    before = kernel_snapshot()
+    for args, status, message in [
+        (("run", "--name", first, "--network", created, "--", "true"), 1, "already in use"),
+        (("run", "--network", "nosuchnet", "--", "true"), 1, "network nosuchnet not found"),
+        (("run", "--ip", "10.9.9.9", "--network", created, "--", "true"), 2, "not a usable address"),
+        (("run", "--name", "bad name", "--network", created, "--", "true"), 2, "invalid name"),
+        (("run", "--network", created, "--", "no-such-command-x"), 1, "executable file not found"),
+    ]:
+        got = cli(*args, check=False)
+        assert got.returncode == status and message in got.stderr and len(got.stderr.splitlines()) == 1, got.stderr
+    assert kernel_snapshot() == before
+    assert cli("rm", first).stdout.strip() == first
+    assert not os.path.exists(f"/run/netns/{first}")
+
+
+def test_run_killed_leaves_nothing(created, project_name):
+    name = project_name + "-k"
+    proc = subprocess.Popen([sys.executable, "-m", "compose_net", "run", "--name", name, "--network", created,
+                             "--", "sleep", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(f"/run/netns/{name}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not os.path.exists(f"/run/netns/{name}")
+    assert state.read_summary("net." + created).containers == ()
+
+
+def test_detached_run_on_a_project_network_goes_with_down(project, project_name):
+    p = project
+    name = project_name + "-d"
+    cli("run", "-d", "--name", name, "--network", p.net("n1"), "--", "sleep", "300")
+    assert resolve(p.c("a"), name) == str(state.read_summary(p.name).container(name).interfaces[0].ipv4.ip)
+    ps = json.loads(p.cli("ps", "--format", "json").stdout)
+    assert name in {row["Name"] for row in ps}
+    sleeper = [pid for pid in os.listdir("/proc") if pid.isdigit() and
+               os.path.exists(f"/proc/{pid}/ns/net") and
+               os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino]
+    assert sleeper
+    assert json.loads(p.cli("up", "--dry-run", "--json").stdout) == []
+    p.cli("down")
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in sleeper)
+    assert not os.path.exists(f"/run/netns/{name}")
+
+
+def test_run_service_is_a_one_off_on_its_networks(project):
+    import re
+
+    p = project
+    script = textwrap.dedent(f"""
+        import os, socket
+        print(*[n for n in os.listdir("/run/netns") if "-b-run-" in n])
+        for name in ("a", {p.c("b")!r}):
+            try:
+                print(socket.gethostbyname(name))
+            except OSError:
+                print("none")
+        """)
+    got = p.cli("run", "b", "--", sys.executable, "-c", script)
+    one_off, a, b = got.stdout.split()
+    assert re.fullmatch(rf"{p.name}-b-run-[0-9a-f]{{6}}", one_off)
+    assert a == "none" and b == p.ip("b", "n2")  # on b's networks only
+    names = [c.name for c in state.read_summary(p.name).containers]
+    assert names == [p.c("a"), p.c("b"), p.c("c")]
+    assert not os.path.exists(f"/run/netns/{one_off}")
+    assert json.loads(p.cli("up", "--dry-run", "--json").stdout) == []
+
+
+def test_network_prune_removes_only_unused(created, project_name):
+    spare = project_name + "spare"
+    cli("network", "create", spare)
+    cli("run", "-d", "--name", project_name + "-p", "--network", created)
+    got = cli("network", "prune")
+    assert spare in got.stdout.split() and created not in got.stdout.split()
+    assert state.read_summary("net." + spare) is None and state.read_summary("net." + created) is not None
