@@ -21,6 +21,7 @@ ratios to each peer. Touches nothing outside the namespaces it makes, and remove
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -187,13 +188,16 @@ def miss_cost(queries: int = 2000, rounds: int = 5) -> float:
 
     from compose_net.dns.records import build
     from compose_net.dns.resolver import ANSWER, Resolver
+    from compose_net.summary import ContainerState, InterfaceState, NetworkState, Summary
 
     net = "bmiss_default"
-    containers = [{"name": f"bmiss-svc{i}-1", "service": f"svc{i}", "netns": f"bmiss-{i}", "id": f"{i:064x}",
-                   "interfaces": [{"network": net, "ifname": "eth0", "ipv4": f"10.251.{i // 250}.{i % 250 + 2}/16",
-                                   "aliases": [f"svc{i}"]}]} for i in range(N_CONTAINERS)]
-    view = build({"project": "bmiss", "networks": [{"name": net}], "containers": containers}).views["bmiss-0"]
-    packets = [bytes(DNSRecord.question(c["name"]).pack()) for c in containers]
+    containers = tuple(
+        ContainerState(name=f"bmiss-svc{i}-1", service=f"svc{i}", netns=f"bmiss-{i}", id=f"{i:064x}",
+                       interfaces=(InterfaceState(network=net, ifname="eth0", aliases=(f"svc{i}",),
+                                                  ipv4=ipaddress.IPv4Interface(f"10.251.{i // 250}.{i % 250 + 2}/16")),))
+        for i in range(N_CONTAINERS))
+    view = build(Summary(project="bmiss", networks=(NetworkState(name=net),), containers=containers)).views["bmiss-0"]
+    packets = [bytes(DNSRecord.question(c.name).pack()) for c in containers]
     packets = (packets * (queries // len(packets) + 1))[:queries]
     handle = Resolver().handle
     costs = []
