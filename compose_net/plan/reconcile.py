@@ -321,7 +321,9 @@ def _check_route(op: O.RouteAdd, ctx: Context) -> Verdict:
     if any(_same_route(r, op) for r in facts.routes):
         return None
     # another route to the same destination (someone replaced it): it must go first
-    clash = [r for r in facts.routes if r.dst == op.dst and (op.metric is None or r.metric == op.metric)]
+    # (one through a link this plan removes goes with it, before: nothing to delete then)
+    clash = [r for r in facts.routes if r.dst == op.dst and (op.metric is None or r.metric == op.metric)
+             and ("link", op.ns, r.dev or op.dev) not in ctx.gone]
     run: list[O.Op] = [O.RouteDel(op.unit, op.ns, r.dst, r.dev or op.dev, r.gateway, r.metric,
                                   note=f"route {r.dst} via {r.gateway} dev {r.dev} is in the way") for r in clash]
     what = "default route" if op.dst.prefixlen == 0 else f"route {op.dst}"

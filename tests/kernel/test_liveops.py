@@ -127,6 +127,27 @@ def test_connect_and_disconnect_a_running_container(project):
     assert reaches(a, p.ip("b", "n2"))
 
 
+def test_no_query_lost_while_connecting_and_disconnecting(project, tmp_path):
+    import re
+
+    p = project
+    perfs = []
+    for service in ("a", "b"):
+        queries = tmp_path / f"q-{service}"
+        queries.write_text(f"{p.c(service)} A\n{service} A\n")
+        perfs.append(subprocess.Popen(["ip", "netns", "exec", p.c(service), "dnsperf", "-s", "127.0.0.11", "-d",
+                                       str(queries), "-l", "5", "-Q", "400"], stdout=subprocess.PIPE, text=True))
+    time.sleep(0.8)
+    for _ in range(2):
+        p.cli("network", "connect", p.net("n2"), p.c("a"))
+        p.cli("network", "disconnect", p.net("n2"), p.c("a"))
+    for perf in perfs:
+        out, _ = perf.communicate(timeout=60)
+        completed = re.search(r"Queries completed:\s+(\d+)", out)
+        lost = re.search(r"Queries lost:\s+(\d+)", out)
+        assert completed and int(completed.group(1)) > 1000 and lost and int(lost.group(1)) == 0, out
+
+
 def test_a_disconnect_keeps_the_other_interface_names(project):
     p = project
     a = p.c("a")

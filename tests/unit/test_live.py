@@ -146,3 +146,28 @@ def test_connect_checks_before_anything():
         liveops.disconnect("shop_n2", "shop-a-1", facts=facts)
     with pytest.raises(ConfigError, match="invalid DNS name"):
         liveops.connect("shop_n2", "shop-a-1", aliases=["a b"], facts=facts)
+
+
+def test_a_default_route_through_a_removed_link_is_not_deleted_again():
+    """Disconnecting the default route's network: the old route goes with its veth (removed
+    first), so the new default route is added without a delete of the old one (which would fail:
+    its link is gone)."""
+    from compose_net.observe import LinkFacts, NamespaceFacts, RouteFacts
+    from compose_net.plan import ops as O
+    from compose_net.plan.planner import plan_edit
+
+    p = shop()
+    base, facts = up(p)
+    live = Live(connections=(Connection("shop-a-1", "shop_n2", "eth1"),))
+    connected, facts = up(p, live, facts)
+    live = dataclasses.replace(live, disconnections=(Disconnection("shop-a-1", "shop_n1"),))
+    desired, _ = up(p, live, facts)
+    old = next(op for op in connected.ops if isinstance(op, O.RouteAdd) and op.ns == "shop-a-1")
+    veths = [op for op in connected.ops if isinstance(op, O.VethCreate) and op.peer_ns == "shop-a-1"]
+    links = {v.peer_name: LinkFacts(v.peer_name, "veth", up=True) for v in veths}
+    observed = Observed(host=NamespaceFacts(links={v.name: LinkFacts(v.name, "veth", up=True) for v in veths}),
+                        namespaces={"shop-a-1": NamespaceFacts(links=links, routes=frozenset(
+                            {RouteFacts(old.dst, old.dev, old.gateway)}))})
+    plan = plan_edit("shop", facts, desired, connected.ops, observed)
+    kinds = [op.kind for op in plan.ops if getattr(op, "ns", None) == "shop-a-1" or op.unit == "container:shop-a-1"]
+    assert "route_del" not in kinds and "route_add" in kinds
