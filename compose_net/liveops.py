@@ -147,7 +147,7 @@ def connect(network: str, container: str, aliases: Sequence[str] = (), ip: Optio
     else:
         live = dataclasses.replace(live, connections=live.connections
                                    + (Connection(container, network, ifname, aliases, v4, v6),))
-    return _apply(owner, live, facts)
+    return _apply(owner, live, facts, container)
 
 
 def disconnect(network: str, container: str, force: bool = False, facts: Any = None) -> Any:
@@ -163,7 +163,7 @@ def disconnect(network: str, container: str, force: bool = False, facts: Any = N
         live = dataclasses.replace(live, connections=connections)
     else:
         live = dataclasses.replace(live, disconnections=live.disconnections + (Disconnection(container, network),))
-    return _apply(owner, live, facts)
+    return _apply(owner, live, facts, container)
 
 
 def _replace(items: tuple, old: Any, new: Any) -> tuple:
@@ -209,7 +209,7 @@ def run(networks: Sequence[str], name: Optional[str] = None, hostname: Optional[
         v4 = _address(verb, "--ip", ip, 4, found[0][1], facts)
     adhoc = AdHoc(name, tuple(networks), hostname=hostname, aliases=aliases, ipv4=v4, ports=ports, detach=detach)
     live = dataclasses.replace(owner.live, containers=owner.live.containers + (adhoc,))
-    return Started(owner.project, _made(_apply(owner, live, facts), name))
+    return Started(owner.project, _made(_apply(owner, live, facts, name), name))
 
 
 def run_service(project: Any, service: str, facts: Any = None) -> Started:
@@ -223,7 +223,7 @@ def run_service(project: Any, service: str, facts: Any = None) -> Started:
     name = f"{project.name}-{service}-run-{secrets.token_hex(3)}"
     _free_name(facts, name)
     live = dataclasses.replace(owner.live, containers=owner.live.containers + (AdHoc(name, service=service),))
-    return Started(owner.project, _made(_apply(owner, live, facts, project), name))
+    return Started(owner.project, _made(_apply(owner, live, facts, name, project), name))
 
 
 def remove(name: str, facts: Any = None) -> str:
@@ -244,7 +244,7 @@ def remove(name: str, facts: Any = None) -> str:
             executor.down(summary.project)
         else:
             live = dataclasses.replace(summary.live, containers=tuple(a for a in summary.live.containers if a != adhoc))
-            _apply(summary, live, facts)
+            _apply(summary, live, facts, name)
         return summary.project
     _container(facts, name)  # a container of a compose file: say so, else: no such container
     raise RuntimeFailure(f"container {name} belongs to its compose file, not made by `run`: "
@@ -322,8 +322,10 @@ def model(summary: Summary) -> Any:
                             project_directory=summary.working_dir or None)).project
 
 
-def _apply(owner: Summary, live: Live, facts: Any, project: Any = None) -> Any:
-    """Plan `owner`'s project with `live` and apply the difference; the plan's new state."""
+def _apply(owner: Summary, live: Live, facts: Any, touched: str, project: Any = None) -> Any:
+    """Plan `owner`'s project with `live` and apply the difference; the plan's new state.
+    Refused when any container but `touched` would change too (the file was edited since `up`,
+    or is read without the profiles or environment `up` had): a live edit changes one thing."""
     from compose_net import executor, observe, state
     from compose_net.plan import planner
 
@@ -334,6 +336,7 @@ def _apply(owner: Summary, live: Live, facts: Any, project: Any = None) -> Any:
     recorded = state.Journal(owner.project).read().ops
     observed = observe.read(observe.query(planner.edit_scope(desired, recorded)))
     plan = planner.plan_edit(owner.project, facts, desired, recorded, observed)
+    _unchanged_besides(owner, plan.state, touched)
     if plan.state.live != live:
         dropped = [x for x in (*live.connections, *live.disconnections, *live.containers)
                    if x not in (*plan.state.live.connections, *plan.state.live.disconnections,
@@ -341,6 +344,14 @@ def _apply(owner: Summary, live: Live, facts: Any, project: Any = None) -> Any:
         raise RuntimeFailure(f"project {owner.project} cannot take this edit: {dropped[0]}")
     executor.up(plan)
     return plan.state
+
+
+def _unchanged_besides(owner: Summary, new: Summary, touched: str) -> None:
+    for ctr in owner.containers:
+        if ctr.name != touched and new.container(ctr.name) != ctr:
+            raise RuntimeFailure(f"project {owner.project}: its compose file ({', '.join(owner.files) or '-'}) now "
+                                 f"plans container {ctr.name} differently from what is up; run `up` first "
+                                 "(with the options it was brought up with)")
 
 
 def _made(state: Summary, name: str) -> ContainerState:

@@ -171,3 +171,48 @@ def test_a_default_route_through_a_removed_link_is_not_deleted_again():
     plan = plan_edit("shop", facts, desired, connected.ops, observed)
     kinds = [op.kind for op in plan.ops if getattr(op, "ns", None) == "shop-a-1" or op.unit == "container:shop-a-1"]
     assert "route_del" not in kinds and "route_add" in kinds
+
+
+def test_ad_hoc_ports_are_published_and_none_mode_has_no_interfaces():
+    from compose_net.model import Project
+
+    p = shop()
+    base, facts = up(p)
+    live = Live(containers=(AdHoc("web-x", ("shop_n1",), ports=(liveops.parse_publish("127.0.0.1:18080:80"),)),))
+    plan, _ = up(p, live, facts)
+    (port,) = plan.state.container("web-x").ports
+    assert (port.published, port.target, str(port.host_ip)) == (18080, 80, "127.0.0.1")
+    table = next(op for op in plan.ops if op.kind == "nft_apply")
+    assert "18080" in str(table.ruleset)
+    empty = Project(name="run.solo", working_dir="/", services={}, networks={}, containers=())
+    plan = plan_up(empty, HostFacts(), live=Live(containers=(AdHoc("solo", ("none",)),)))
+    solo = plan.state.container("solo")
+    assert solo.netns == "solo" and solo.interfaces == () and solo.network_mode == "none"
+    assert {op.kind for op in plan.ops} >= {"netns_create", "uts_create"}
+    plan = plan_up(dataclasses.replace(empty, name="run.h"), HostFacts(), live=Live(containers=(AdHoc("h", ("host",)),)))
+    assert plan.state.container("h").netns is None
+
+
+def test_run_refuses_before_anything():
+    p = shop()
+    _, facts = up(p)
+    with pytest.raises(ConfigError, match="give the network"):
+        liveops.run([], facts=facts)
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        liveops.run(["host", "shop_n1"], facts=facts)
+    with pytest.raises(RuntimeFailure, match="already in use"):
+        liveops.run(["shop_n1"], name="shop-a-1", facts=facts)
+    with pytest.raises(ConfigError, match="invalid name"):
+        liveops.run(["shop_n1"], name="-x", facts=facts)
+    with pytest.raises(ConfigError, match="not possible with --network none"):
+        liveops.run(["none"], ip="10.0.0.1", facts=facts)
+
+
+def test_an_edit_that_would_change_other_containers_is_refused():
+    from compose_net.summary import ContainerState, Summary
+
+    owner = Summary("shop", containers=(ContainerState("shop-a-1", "a"), ContainerState("shop-b-1", "b")))
+    liveops._unchanged_besides(owner, dataclasses.replace(owner, containers=owner.containers[1:] + (
+        ContainerState("shop-a-1", "a", hostname="x"),)), "shop-a-1")
+    with pytest.raises(RuntimeFailure, match="plans container shop-b-1 differently"):
+        liveops._unchanged_besides(owner, dataclasses.replace(owner, containers=owner.containers[:1]), "shop-a-1")
