@@ -172,20 +172,39 @@ def _project_name(args: argparse.Namespace) -> str:
     return _load(args).project.name
 
 
-def _plan(project):
-    """What `up` applies now: the desired plan held against the journal and the kernel."""
-    from compose_net import observe, state
-    from compose_net.plan.planner import plan_changes, plan_up
+def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[Any, Optional[Any]]:
+    """What `up` applies now: the desired plan held against the journal and the kernel. With
+    it, what `up` keeps once applied so that the next run can reuse the desired plan (None when
+    this run reused it). The desired plan is made anew only when something it is made from
+    changed (`fingerprint`); the kernel is always read."""
+    from compose_net import fingerprint, observe, state
+    from compose_net.loader import inputs
+    from compose_net.plan.planner import against_kernel, plan_up
     from compose_net.probe import probe_host
 
     facts = probe_host()
-    desired = plan_up(project, facts)
-    recorded = state.Journal(project.name).read().ops if _can_observe() else ()
-    if not recorded and not _can_observe():
-        # not root, nothing recorded: the project is not up, so the whole plan is what up does
-        return desired
+    if not _can_observe():
+        # not root: nothing can be up, so the whole plan is what up does
+        return plan_up(_selected(_load(args, services).project, services), facts), None
+    key = fingerprint.key(_load_options(args, services), os.environ, facts)
+    kept = state.find_desired(key, args.project_name or os.environ.get("COMPOSE_PROJECT_NAME"))
+    if kept is not None and fingerprint.unchanged(kept.files):
+        for warning in kept.warnings:
+            print(warning, file=sys.stderr)
+        desired, keep = kept.plan, None
+    else:
+        with inputs.recording() as paths:
+            result = _load(args, services)
+        desired = plan_up(_selected(result.project, services), facts)
+        keep = state.Desired(key, fingerprint.files(paths), desired, tuple(str(w) for w in result.warnings))
+    recorded = state.Journal(desired.project).read().ops
     observed = observe.read(observe.query(desired.ops + recorded))
-    return plan_changes(project, facts, recorded, observed, desired)
+    return against_kernel(desired, facts, recorded, observed), keep
+
+
+def _load_options(args: argparse.Namespace, services: Sequence[str]) -> tuple:
+    return (tuple(args.files), args.project_name, args.project_directory, tuple(args.env_files),
+            tuple(args.profiles), tuple(services))
 
 
 def _can_observe() -> bool:
@@ -230,10 +249,8 @@ def _config_extension(project: Any) -> Optional[dict]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    result = _load(args, args.services)
-    project = result.project
     if args.dry_run:
-        plan = _plan(_selected(project, args.services))
+        plan, _ = _planned(args, args.services)
         from compose_net.plan import render
 
         for warning in plan.warnings:
@@ -245,16 +262,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     reporter = Progress.for_args(args)
     started = time.monotonic()
     with state.host_lock():
-        plan = _plan(_selected(project, args.services))
+        plan, keep = _planned(args, args.services)
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         for line in _repairs(plan):
             # drift found and mended: said on stderr even without progress, as warnings are
             print(line, file=sys.stderr)
         outcome = executor.up(plan, progress=reporter)
+        if keep is not None and state.Journal(plan.project).exists():
+            state.save_desired(keep)
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
-    message = f"project {project.name} {_describe_outcome(outcome)}"
+    message = f"project {plan.project} {_describe_outcome(outcome)}"
     if not getattr(outcome, "changed", True) and not reporter.enabled and not args.quiet:
         # not progress but the answer: an `up` that changed nothing says so even when quiet
         # about progress (on stderr, so scripts reading stdout see nothing)
@@ -397,16 +416,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when the kernel holds exactly what the compose file plans, 1 with one line per
     difference (what `up` would do about it) otherwise."""
-    project = _load(args).project
     if not _can_observe():
+        _load(args)  # a broken file is reported as such first
         raise ComposeNetError("check reads the project's namespaces and firewall: run it as root")
-    plan = _plan(project)
+    plan, _ = _planned(args)
     differences = [{"unit": op.unit, "op": op.kind, "description": op.describe(), "reason": _reason(op)}
                    for op in plan.ops]
     if args.json:
         _out(json.dumps(differences, indent=2))
     elif not differences:
-        _out(f"project {project.name}: the kernel matches the plan")
+        _out(f"project {plan.project}: the kernel matches the plan")
     else:
         for d in differences:
             _out(f"{d['unit']}: {d['reason']} ({d['description']})")

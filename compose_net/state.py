@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_ROOT = "/run/compose-net"
 JOURNAL = "journal"
+DESIRED = "desired.json"  # the last `up`'s desired plan and the digest of what it was made from
 SUMMARY = "project.json"
 LOCK_SUFFIX = ".lock"
 
@@ -198,6 +199,57 @@ def read_summary(project: str) -> Optional["Summary"]:
     except OSError as exc:
         raise StateError(f"cannot read {path}: {exc.strerror}") from exc
     return from_text(text, str(path))
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A desired plan as `up` made it, with what it was made from (see `fingerprint`) and the
+    loader's warnings, which a run that reuses the plan says again."""
+
+    key: str
+    files: tuple[tuple[str, str], ...]
+    plan: Any  # plan.ops.Plan
+    warnings: tuple[str, ...] = ()
+
+
+def save_desired(desired: Desired) -> None:
+    """Kept beside the journal, so `down` removes it with the rest; written whole or not at all."""
+    from compose_net import jsonform
+
+    plan = desired.plan
+    path = project_dir(plan.project) / DESIRED
+    data = {"key": desired.key, "files": desired.files, "warnings": desired.warnings,
+            "project": plan.project, "notes": plan.notes, "plan_warnings": plan.warnings,
+            "state": jsonform.dump(plan.state) if plan.state is not None else None,
+            "ops": plan.to_json()}
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def find_desired(key: str, project: Optional[str] = None) -> Optional[Desired]:
+    """The desired plan saved under `key`: in `project`'s directory, or when the name is not
+    known before loading, in whichever project's it is. None when there is none (or it cannot
+    be read: the caller plans anew)."""
+    from compose_net.plan.ops import Plan
+    from compose_net.summary import from_data
+
+    for name in [project] if project else list_projects():
+        try:
+            data = json.loads((project_dir(name) / DESIRED).read_text())
+            if data.get("key") != key:
+                continue
+            state = from_data(data["state"], DESIRED) if data["state"] is not None else None
+            plan = Plan(data["project"], tuple(op_from_json(o) for o in data["ops"]), tuple(data["notes"]),
+                        tuple(data["plan_warnings"]), state)
+            return Desired(key, tuple((p, d) for p, d in data["files"]), plan, tuple(data["warnings"]))
+        except (OSError, ValueError, KeyError, TypeError, StateError):
+            continue
+    return None
 
 
 def list_projects() -> list[str]:

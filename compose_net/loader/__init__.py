@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from compose_net.errors import ConfigError, ConfigErrors, ConfigWarning, Where
+from compose_net.loader import inputs
 from compose_net.model import Project
 
 DISCOVERY_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
@@ -73,10 +74,12 @@ def discover(cwd: str) -> list[tuple[str, str]]:
     while True:
         for name in DISCOVERY_NAMES:
             path = os.path.join(directory, name)
+            inputs.note(path)
             if os.path.isfile(path):
                 found = [(path, _display(path, cwd))]
                 for override in _OVERRIDES[name]:
                     opath = os.path.join(directory, override)
+                    inputs.note(opath)
                     if os.path.isfile(opath):
                         found.append((opath, _display(opath, cwd)))
                         break
@@ -94,6 +97,7 @@ def _read_env(paths: list[tuple[str, str]], environ: Mapping[str, str], required
 
     values: dict[str, str] = {}
     for path, display in paths:
+        inputs.note(path)
         if not required and not os.path.isfile(path):
             continue
         values.update(read_dotenv(path, display, {**values, **environ}))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from compose_net.errors import ConfigError, one_line
 from compose_net.keypath import Part, format_path, locate
+from compose_net.loader import inputs
 from compose_net.loader.normalize import parse_extra_host, parse_port, parse_volume, volume_is_named
 from compose_net.loader.source import Loc
 from compose_net.model import BUILTIN_DRIVERS, PROTOCOLS
@@ -292,6 +293,7 @@ def check_env_file(ctx: Context, parts: list, value: Any) -> None:
         full = os.path.join(base, os.path.expanduser(path))
         where = "" if base == ctx.project_dir or os.path.isabs(path) else \
             f" (next to {shown(os.path.relpath(base, ctx.project_dir))})"
+        inputs.note(full)
         if not os.path.exists(full):
             ctx.error(parts + sub, f"env file {shown(path)} not found{where}")
         elif os.path.isdir(full):

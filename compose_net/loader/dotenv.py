@@ -14,6 +14,7 @@ import re
 from typing import Mapping
 
 from compose_net.errors import ConfigError
+from compose_net.loader import inputs
 from compose_net.loader.interpolate import TemplateError, substitute
 
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -106,6 +107,7 @@ def _double_quoted(buf: str) -> tuple[str, int]:
 
 
 def read_dotenv(path: str, display: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    inputs.note(path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(1024 * 1024 + 1)

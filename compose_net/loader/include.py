@@ -13,6 +13,7 @@ import os
 from typing import Any, Callable
 
 from compose_net.errors import ConfigError
+from compose_net.loader import inputs
 from compose_net.loader.source import Loc
 
 SECTIONS = ("services", "networks", "volumes", "secrets", "configs")
@@ -55,6 +56,7 @@ def resolve_include(data: dict, loc: Loc, path: str, load_project: ProjectLoader
         env_files = [(os.path.normpath(os.path.join(base_dir, e)), e) for e in _as_list(spec.get("env_file"))]
         if not env_files:
             default_env = os.path.join(env_dir, ".env")
+            inputs.note(default_env)
             env_files = [(default_env, os.path.relpath(default_env, base_dir))] if os.path.isfile(default_env) else []
         sub, sub_loc = load_project(paths, env_files, chain + (path,))
         sub_kids = sub_loc.children if isinstance(sub_loc.children, dict) else {}

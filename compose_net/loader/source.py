@@ -24,6 +24,7 @@ import yaml
 
 from compose_net.errors import ConfigError, ConfigErrors
 from compose_net.keypath import format_path
+from compose_net.loader import inputs
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 256
@@ -166,6 +167,7 @@ def _scalar_loc(file: str, line: int) -> "Loc":
 
 def read_text(file: str, display: str) -> str:
     """Read a compose file with the size and encoding guards."""
+    inputs.note(file)
     try:
         with open(file, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)

@@ -92,11 +92,15 @@ def _plan_up(lay: Layout, facts: HostFacts) -> Plan:
 def plan_changes(project: Project, facts: HostFacts, recorded: tuple[Op, ...], observed: Any,
                  desired: Optional[Plan] = None) -> Plan:
     """What `up` applies: the desired plan (`plan_up`, made here unless given) held against what
-    the journal records and what the kernel really has (`plan.reconcile`)."""
+    the journal records and what the kernel really has."""
+    return against_kernel(desired if desired is not None else plan_up(project, facts), facts, recorded, observed)
+
+
+def against_kernel(desired: Plan, facts: HostFacts, recorded: tuple[Op, ...], observed: Any) -> Plan:
+    """The desired plan held against the journal and the observed kernel (`plan.reconcile`)."""
     from compose_net.plan.reconcile import reconcile
 
-    desired = desired if desired is not None else plan_up(project, facts)
-    return reconcile(desired, recorded, observed, shared_in_use(project.name, facts))
+    return reconcile(desired, recorded, observed, shared_in_use(desired.project, facts))
 
 
 def edit_scope(desired: Plan, recorded: tuple[Op, ...]) -> tuple[Op, ...]:

@@ -181,6 +181,37 @@ def test_an_intact_project_has_nothing_to_do(project):
     assert {c["State"] for c in ps} == {"running"}
 
 
+def test_a_reused_plan_still_sees_every_change_of_its_inputs(project):
+    """An unchanged `up` reuses the desired plan the last `up` kept (no load, no planning); a
+    new `.env`, an environment variable or an edit is still seen at once."""
+    port = project.port
+    text = project.file.read_text().replace(f'"{port}:8000"', f'"${{WEB_PORT:-{port}}}:8000"')
+    project.file.write_text(text)
+    desired = state.project_dir(project.name) / state.DESIRED
+    project.cli("up")  # the file changed: planned anew (the same ops), and kept
+    project.cli("up")
+    kept = desired.stat().st_mtime_ns
+    assert "nothing to change" in project.cli("up").stderr
+    assert desired.stat().st_mtime_ns == kept, "an unchanged up made its plan again"
+
+    def published() -> set[int]:
+        return {p["PublishedPort"] for c in json.loads(project.cli("ps", "--format", "json").stdout)
+                for p in c["Publishers"] if p["PublishedPort"]}
+
+    (project.file.parent / ".env").write_text(f"WEB_PORT={port + 1000}\n")
+    project.cli("up")
+    assert published() == {port + 1000}
+    env = {**os.environ, "WEB_PORT": str(port + 2000)}
+    proc = subprocess.run([sys.executable, "-m", "compose_net", "-p", project.name, "-f", str(project.file), "up"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert published() == {port + 2000}
+    (project.file.parent / ".env").unlink()
+    project.cli("up")
+    assert published() == {port}
+    works(project)
+
+
 def test_firewall_table_deleted(project):
     printed = repaired(project, lambda: sh("nft", "delete", "table", "inet", f"cn-{project.name}"),
                        {"firewall"}, {"web", "api", "db"})
