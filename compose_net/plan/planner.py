@@ -104,10 +104,12 @@ def against_kernel(desired: Plan, facts: HostFacts, recorded: tuple[Op, ...], ob
 
 
 def edit_scope(desired: Plan, recorded: tuple[Op, ...]) -> tuple[Op, ...]:
-    """What a live edit must observe: the desired ops the journal does not hold, the recorded
-    ones the edit drops, and the DNS server (the same op serves records the edit changes)."""
+    """What a live edit must observe: the desired ops the journal does not hold and the recorded
+    ones the edit drops. Not the running DNS server: an edit changes its records, so it is
+    reloaded anyway (`plan_edit`), and looking at its sockets in every namespace costs more
+    than the reload."""
     want, have = set(desired.ops), set(recorded)
-    return (tuple(op for op in desired.ops if op not in have or isinstance(op, DnsStart))
+    return (tuple(op for op in desired.ops if op not in have)
             + tuple(op for op in recorded if op not in want))
 
 
@@ -117,9 +119,15 @@ def plan_edit(project: str, facts: HostFacts, desired: Plan, recorded: tuple[Op,
     for what the edit touches (`edit_scope`); the rest is trusted as recorded."""
     from compose_net.plan.reconcile import reconcile
 
+    import dataclasses
+
     have = set(recorded)
     trusted = frozenset(op for op in desired.ops if op in have and not isinstance(op, DnsStart))
-    return reconcile(desired, recorded, observed, shared_in_use(project, facts), trusted)
+    plan = reconcile(desired, recorded, observed, shared_in_use(project, facts), trusted)
+    # the DNS server was not looked at (edit_scope): it reloads the records the edit changed
+    ops = tuple(dataclasses.replace(op, note="reload: the records changed")
+                if isinstance(op, DnsStart) and op in have else op for op in plan.ops)
+    return dataclasses.replace(plan, ops=ops)
 
 
 def shared_in_use(project: str, facts: HostFacts) -> frozenset[str]:
