@@ -238,10 +238,11 @@ def _config_extension(project: Any) -> Optional[dict]:
     from compose_net.errors import ComposeNetError as PlanningFailed
     from compose_net.plan.planner import summary
     from compose_net.plan.render import config_extension
-    from compose_net.probe import HostFacts
+    from compose_net.probe import host_settings
 
     try:
-        extension = config_extension(summary(project, HostFacts()))
+        # the host's address pools count (as they would for up); its routes and projects do not
+        extension = config_extension(summary(project, host_settings()))
         return extension if extension["containers"] or extension["networks"] else None
     except PlanningFailed as exc:
         print(f"warning: x-compose-net left out: {exc}", file=sys.stderr)
@@ -477,7 +478,7 @@ def cmd_network(args: argparse.Namespace) -> int:
             return 0
         if sub == "create":
             netadmin.create(args.name, subnet=args.subnet, gateway=args.gateway,
-                            internal=args.internal, driver=args.driver)
+                            internal=args.internal, driver=args.driver, environment=dict(os.environ))
             _out(args.name)
         else:
             for name in args.names:

@@ -63,6 +63,9 @@ FAMILY = "inet"
 BRIDGE_PATTERNS = ("cn-*", "cn0")
 
 _L4 = ("tcp", "udp", "sctp")
+
+# Docker's gateway modes (drivers.base holds the same words; the firewall reads the recorded state)
+NAT, NAT_UNPROTECTED, ROUTED, ISOLATED = "nat", "nat-unprotected", "routed", "isolated"
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
@@ -101,10 +104,34 @@ def table(summary: Summary) -> Table:
     builder = _Builder(summary.table)
     networks = [n for n in summary.networks if n.bridge]
     by_name = {n.name: n for n in networks}
+    targets = list(_port_targets(summary, by_name))
     _localhost_guard(builder)
-    _forward(builder, networks)
-    _nat(builder, networks, list(_port_targets(summary, by_name)))
+    _isolated_input(builder, networks)
+    _forward(builder, networks, targets)
+    _nat(builder, networks, [t for t in targets if not t.routed])
     return Table(builder.document(), builder.words())
+
+
+def _nfproto(version: int) -> dict[str, Any]:
+    return _match({"meta": {"key": "nfproto"}}, "ipv4" if version == 4 else "ipv6")
+
+
+def _families(net: NetworkState) -> list[int]:
+    return sorted({s.subnet.version for s in net.subnets})
+
+
+def _isolated_input(builder: "_Builder", networks: list[NetworkState]) -> None:
+    """Gateway mode `isolated`: the bridge has no address, and nothing from it reaches the host
+    (a root container could still route a host address onto its link, and the host would answer
+    ARP for it; the input hook holds whatever the container does)."""
+    isolated = [(net, v) for net in networks for v in (4, 6) if net.gateway_mode(v) == ISOLATED]
+    if not isolated:
+        return
+    builder.chain("input", "filter", "input", 0)
+    for net, version in isolated:
+        builder.rule("input", _iif(net.bridge), _nfproto(version), _DROP, group=ISOLATION,
+                     words=f"{net.name} gateway mode isolated (IPv{version}): nothing from {net.bridge} "
+                           "reaches the host")
 
 
 def _localhost_guard(builder: "_Builder") -> None:
@@ -115,7 +142,7 @@ def _localhost_guard(builder: "_Builder") -> None:
                      group=GUARD, words=f"{words} {_LOOPBACK} through any interface but lo: dropped")
 
 
-def _forward(builder: "_Builder", networks: list[NetworkState]) -> None:
+def _forward(builder: "_Builder", networks: list[NetworkState], targets: list["_PortTarget"]) -> None:
     builder.chain("forward", "filter", "forward", 0)
     for net in networks:
         br, name = net.bridge, net.name
@@ -128,6 +155,18 @@ def _forward(builder: "_Builder", networks: list[NetworkState]) -> None:
     # (even to its neighbours on an `enable_icc: false` bridge, or on another network).
     builder.rule("forward", _CT_DNAT, _ACCEPT, group=PORTS,
                  words="to a published port: forwarded from anywhere, every container included")
+    # Gateway mode routed: a published port is open at the container's own address, to other
+    # hosts and other networks alike (Docker: "containers in other networks can use direct
+    # routing"); trusted host interfaces reach published ports that way on nat networks too.
+    trusted = {n.name: n.trusted_interfaces for n in networks}
+    for target in targets:
+        if target.routed:
+            builder.rule("forward", _oif(target.bridge), *target.direct_match(), _ACCEPT, group=PORTS,
+                         words=f"{target.direct_words()} (gateway mode routed): open to direct routing from anywhere")
+            continue
+        for name in trusted.get(target.network, ()):
+            builder.rule("forward", _iif(name), _oif(target.bridge), *target.direct_match(), _ACCEPT, group=PORTS,
+                         words=f"{target.direct_words()}: open directly from trusted host interface {name}")
     # Docker's isolation: nothing from one compose-net bridge into another, whatever conntrack
     # says (before the established/related accept, as Docker's DOCKER-ISOLATION chains come
     # first): otherwise a container could forge ICMP errors, which conntrack calls "related",
@@ -150,6 +189,13 @@ def _forward(builder: "_Builder", networks: list[NetworkState]) -> None:
             builder.rule("forward", _iif(br), _oif(br), _DROP,
                          group=ICC, words=f"{net.name} container to container on {br}: dropped")
     for net in networks:
+        for version in _families(net):
+            if net.gateway_mode(version) == NAT_UNPROTECTED and not net.internal:
+                # after isolation: other networks still reach only published ports via host addresses
+                builder.rule("forward", _oif(net.bridge), _iif(net.bridge, "!="), _nfproto(version), _ACCEPT,
+                             group=PORTS, words=f"{net.name} gateway mode nat-unprotected (IPv{version}): every "
+                                                f"container port open to direct routing from outside")
+    for net in networks:
         br, name = net.bridge, net.name
         # No new connection into a bridge from elsewhere (other bridges, other hosts routing to
         # container addresses): only replies and published ports, as Docker's FORWARD policy
@@ -165,6 +211,8 @@ def _nat(builder: "_Builder", networks: list[NetworkState], targets: list["_Port
             continue
         for sub in net.subnets:
             subnet = sub.subnet
+            if net.gateway_mode(subnet.version) not in (NAT, NAT_UNPROTECTED):
+                continue  # routed: containers' own addresses go out; isolated is internal anyway
             postrouting.append(([_saddr(subnet), _oif(net.bridge, "!="), _MASQUERADE], MASQUERADE,
                                 f"{subnet} ({net.name}) out of any interface but {net.bridge}: masqueraded"))
     if targets:
@@ -208,13 +256,27 @@ def _nat(builder: "_Builder", networks: list[NetworkState], targets: list["_Port
 class _PortTarget:
     """One `ports:` entry resolved to one address family: the DNAT rule it becomes."""
 
-    def __init__(self, container: str, port: PortState, address, bridge: str, network: str, host_ip):
+    def __init__(self, container: str, port: PortState, address, bridge: str, network: str, host_ip,
+                 routed: bool = False):
         self.container = container
         self.port = port
         self.address = address
         self.bridge = bridge
         self.network = network  # the network's name
         self.host_ip = host_ip
+        self.routed = routed  # gateway mode routed: open at the container's address, no DNAT
+
+    def direct_match(self) -> list[dict[str, Any]]:
+        """Packets to the container's own address and target port(s)."""
+        _, _, target, target_end = self._ranges()
+        dport = {"payload": {"protocol": self.port.protocol, "field": "dport"}}
+        return [_daddr(self.address),
+                _match(dport, target if target == target_end else {"range": [target, target_end]})]
+
+    def direct_words(self) -> str:
+        _, _, target, target_end = self._ranges()
+        address = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{self.container} {address}:{_span(target, target_end)}/{self.port.protocol}"
 
     def _ranges(self) -> tuple[int, int, int, int]:
         port = self.port
@@ -282,12 +344,16 @@ def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterab
             if port.published is None:
                 continue
             host_ip = port.host_ip
+            net = networks[network]
+            # routed: the host address only says which family the mapping is for (Docker's docs)
             if host_ip is None or host_ip.version == 4:
                 if v4 is not None:
-                    yield _PortTarget(container.name, port, v4, bridge, network, host_ip)
+                    yield _PortTarget(container.name, port, v4, bridge, network, host_ip,
+                                      routed=net.gateway_mode(4) == ROUTED)
             if host_ip is None or host_ip.version == 6:
                 if v6 is not None:
-                    yield _PortTarget(container.name, port, v6, bridge, network, host_ip)
+                    yield _PortTarget(container.name, port, v6, bridge, network, host_ip,
+                                      routed=net.gateway_mode(6) == ROUTED)
 
 
 def published_interface(summary: Summary, container: ContainerState) -> Optional[InterfaceState]:

@@ -1,11 +1,16 @@
 """Subnet and address choice: pure, deterministic, and every choice carries its reason.
 
-Subnets: the user's, else the first default pool prefix that overlaps nothing known (host routes
-and addresses, nameservers, other compose-net projects, and every subnet declared anywhere in this
-project, so the result does not depend on declaration order). Docker's pools: 172.17.0.0/16 is the
-legacy default bridge only; then 172.18.0.0/16 … 172.31.0.0/16; then 192.168.0.0/16 in /20s.
+Subnets: the user's, else the lowest block of the address pools that overlaps nothing known
+(host routes and addresses, nameservers, other compose-net projects, and every subnet declared
+anywhere in this project, so the result does not depend on declaration order). The pools, tried in
+this order: the project's `x-compose-net.default_address_pools`, then the host's: those of
+`COMPOSE_NET_DEFAULT_ADDRESS_POOLS` (dockerd's flag syntax), else the `default-address-pools` of
+the host file (daemon.json's key), else Docker's built-in pools: 172.17.0.0/16 is the legacy
+default bridge only; then 172.18.0.0/16 … 172.31.0.0/16; then 192.168.0.0/16 in /20s. IPv6 comes
+from the IPv6 pools when there are any, else a unique local /64 hashed from the names.
 Docker's allocator is a cursor kept in dockerd's memory; ours is lowest-free over the host facts,
-which gives the same answers on a fresh host and stays stable across runs.
+which gives the same answers on a fresh host and stays stable across runs. A walk over a pool
+jumps past each taken prefix at once, so a 10.0.0.0/8 pool costs what its taken prefixes cost.
 
 Addresses: gateway = first host address unless given; containers from the next one up in a
 stable order (the caller passes members in service declaration order, replicas by index), skipping
@@ -15,8 +20,11 @@ given (whose network address may be handed out, as Docker does).
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -34,10 +42,148 @@ EPHEMERAL_LAST = 60999  # Linux's default ip_local_port_range
 
 
 
+POOLS_VARIABLE = "COMPOSE_NET_DEFAULT_ADDRESS_POOLS"
+POOLS_KEY = "default-address-pools"  # daemon.json's key, read from the host file as dockerd reads it
+PROJECT_POOLS_KEY = "x-compose-net.default_address_pools"
+BUILTIN_SOURCE = "Docker's built-in pools"
+HOW_TO_ADD = (f"add a pool: {POOLS_VARIABLE}='base=10.10.0.0/16,size=24' (dockerd's syntax, ';' between "
+              f"pools), {POOLS_KEY} in {{file}} (daemon.json's key), or {PROJECT_POOLS_KEY} in the compose "
+              "file; or give the network an ipam subnet")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Subnets of prefix length `size` cut from `base`, lowest first; `source` says who set it."""
+
+    base: IPNetwork
+    size: int
+    source: str
+
+    def describe(self) -> str:
+        return f"{self.base} in /{self.size}s ({self.source})"
+
+
 def default_pools() -> list[ipaddress.IPv4Network]:
     pools = [ipaddress.IPv4Network(f"172.{n}.0.0/16") for n in range(18, 32)]
     pools += list(ipaddress.IPv4Network("192.168.0.0/16").subnets(new_prefix=20))
     return pools
+
+
+BUILTIN_POOLS = tuple([Pool(ipaddress.IPv4Network(f"172.{n}.0.0/16"), 16, BUILTIN_SOURCE) for n in range(18, 32)]
+                      + [Pool(ipaddress.IPv4Network("192.168.0.0/16"), 20, BUILTIN_SOURCE)])
+
+
+def pool_problems(base: object, size: object) -> tuple[Optional[Pool], list[tuple[str, str]]]:
+    """A pool from a base and a size as a file or a variable gives them, or what is wrong with
+    them: (field, message naming the value). The same rules for every source."""
+    problems: list[tuple[str, str]] = []
+    net: Optional[IPNetwork] = None
+    if base is None:
+        problems.append(("base", "missing base (a network like 10.10.0.0/16)"))
+    else:
+        text = str(base).strip()
+        try:
+            net = ipaddress.ip_network(text)
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(text, strict=False)
+                problems.append(("base", f'base "{text}" has host bits set (did you mean {loose}?)'))
+            except ValueError:
+                problems.append(("base", f'base "{text}" is not a network: expected CIDR like 10.10.0.0/16'))
+    bits: Optional[int] = None
+    if size is None:
+        problems.append(("size", "missing size (the prefix length of each subnet, like 24)"))
+    elif isinstance(size, bool) or not (isinstance(size, int) or (isinstance(size, str) and size.strip().isdigit()
+                                                                  and size.strip().isascii())):
+        problems.append(("size", f'size "{size}" is not a whole number (a prefix length like 24)'))
+    else:
+        bits = int(size)
+    if net is not None and bits is not None:
+        most = 30 if net.version == 4 else 126
+        if bits < net.prefixlen:
+            problems.append(("size", f"size {bits} is smaller than the base's prefix length {net.prefixlen}: "
+                                     f"a /{bits} does not fit in {net}"))
+        elif bits > most:
+            problems.append(("size", f"size {bits} is over {most}: a /{bits} leaves no address for a container "
+                                     "beside the gateway"))
+    if problems or net is None or bits is None:
+        return None, problems
+    return Pool(net, bits, ""), []
+
+
+def pools_from_flag(text: str) -> tuple[Pool, ...]:
+    """`COMPOSE_NET_DEFAULT_ADDRESS_POOLS`: dockerd's `--default-address-pool` values
+    (`base=10.10.0.0/16,size=24`), several separated by `;`. A PlanError names the variable."""
+    pools: list[Pool] = []
+    entries = [e.strip() for e in text.split(";")]
+    for n, entry in enumerate(entries, 1):
+        if not entry:
+            continue
+        fields: dict[str, str] = {}
+        problems: list[tuple[str, str]] = []
+        for item in entry.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or key not in ("base", "size"):
+                problems.append((key, f'unknown field "{item.strip()}" (expected base=NETWORK,size=BITS)'))
+            elif key in fields:
+                problems.append((key, f"{key} given twice"))
+            else:
+                fields[key] = value.strip()
+        if not problems:
+            pool, problems = pool_problems(fields.get("base"), fields.get("size"))
+            if pool is not None:
+                pools.append(dataclasses.replace(pool, source=POOLS_VARIABLE))
+                continue
+        raise PlanError(f"{POOLS_VARIABLE}: pool {n} ({entry!r}): {problems[0][1]}")
+    return tuple(pools)
+
+
+def pools_from_daemon_json(path: str, text: str) -> Optional[tuple[Pool, ...]]:
+    """The `default-address-pools` of the host file (None when it has none). The file is
+    daemon.json's form, so a Docker user copies theirs over; other keys are dockerd's, not ours."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PlanError(f"not valid JSON: {exc}", Where(path, getattr(exc, "lineno", 0), POOLS_KEY)) from None
+    if not isinstance(data, dict) or data.get(POOLS_KEY) is None:
+        return None
+    items = data[POOLS_KEY]
+    if not isinstance(items, list):
+        raise PlanError("must be a list of {\"base\": ..., \"size\": ...}", Where(path, 0, POOLS_KEY))
+    pools = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise PlanError('must be an object like {"base": "10.10.0.0/16", "size": 24}',
+                            Where(path, 0, f"{POOLS_KEY}[{i}]"))
+        unknown = sorted(set(item) - {"base", "size"})
+        if unknown:
+            raise PlanError(f'unknown key "{unknown[0]}" (expected base and size)', Where(path, 0, f"{POOLS_KEY}[{i}]"))
+        pool, problems = pool_problems(item.get("base"), item.get("size"))
+        if pool is None:
+            raise PlanError(problems[0][1], Where(path, 0, f"{POOLS_KEY}[{i}].{problems[0][0]}"))
+        pools.append(dataclasses.replace(pool, source=path))
+    return tuple(pools)
+
+
+def host_pools(environment: Mapping[str, str], facts: HostFacts) -> tuple[Pool, ...]:
+    """The host's pools: the variable's, else the file's, else Docker's built-in ones."""
+    text = (environment.get(POOLS_VARIABLE) or "").strip()
+    if text:
+        pools = pools_from_flag(text)
+        if pools:
+            return pools
+    if facts.daemon_json:
+        from_file = pools_from_daemon_json(facts.daemon_json_path, facts.daemon_json)
+        if from_file:
+            return from_file
+    return BUILTIN_POOLS
+
+
+def address_pools(project: Project, facts: HostFacts) -> tuple[Pool, ...]:
+    """Every pool in the order IPAM tries them: the project's own first, then the host's."""
+    own = tuple(Pool(p.base, p.size, p.keypath or PROJECT_POOLS_KEY) for p in project.address_pools)
+    return own + host_pools(project.environment, facts)
 
 
 @dataclass(frozen=True)
@@ -57,6 +203,7 @@ class Subnet:
 class Taken:
     prefix: IPNetwork
     why: str
+    who: str = ""  # whom the exhaustion error counts it for ("project shop", "host route via eth1")
 
 
 def _where(project: Project, keypath: str) -> tuple[str, int]:
@@ -81,23 +228,26 @@ def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     """Everything a chosen subnet must not overlap. Routes through this project's own bridges
     are left out, so planning a project that is already up finds its own subnets again."""
     own = set(own_devs)
-    out: list[Taken] = [Taken(LEGACY_SUBNET, "the legacy default bridge (network_mode: bridge)")]
+    out: list[Taken] = [Taken(LEGACY_SUBNET, "the legacy default bridge (network_mode: bridge)",
+                              "the legacy default bridge")]
     for r in facts.routes:
         if r.dev not in own and r.dst.prefixlen:  # a default route overlaps everything: not a clash
-            out.append(Taken(r.dst, f"host route via {r.dev}" if r.dev else "host route"))
+            why = f"host route via {r.dev}" if r.dev else "host route"
+            out.append(Taken(r.dst, why, why))
     for a in facts.addresses:
         if a.dev not in own:
-            out.append(Taken(a.address.network, f"host address {a.address.ip}"))
+            out.append(Taken(a.address.network, f"host address {a.address.ip}", "host addresses"))
     for ns in facts.nameservers:
-        out.append(Taken(ipaddress.ip_network(ns), f"nameserver {ns}"))
+        out.append(Taken(ipaddress.ip_network(ns), f"nameserver {ns}", "nameservers"))
     for other, summary in facts.other_projects(project.name).items():
         for net in summary.owned_networks():
             for s in net.subnets:
-                out.append(Taken(s.subnet, f"project {other}'s network {net.name}"))
+                out.append(Taken(s.subnet, f"project {other}'s network {net.name}", f"project {other}"))
     for net in project.networks.values():
         for pool in net.ipam_pools:
             if pool.subnet is not None:
-                out.append(Taken(pool.subnet, f"declared by {net.keypath or 'networks.' + net.key}"))
+                out.append(Taken(pool.subnet, f"declared by {net.keypath or 'networks.' + net.key}",
+                                 "subnets this project declares"))
     return out
 
 
@@ -127,7 +277,7 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     taken = taken_prefixes(project, facts, own_devs)
     declared = {id(t) for t in taken if t.why.startswith("declared by")}
     foreign = [t for t in taken if id(t) not in declared]
-    pools = default_pools()
+    pools = address_pools(project, facts)
     explicit: dict[str, list[Subnet]] = {}
     for key, net in project.networks.items():
         driver = drivers.get(net.driver)
@@ -164,25 +314,26 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
             wanted = net.enable_ipv4 if prefix.version == 4 else net.enable_ipv6
             if not wanted or prefix.version in versions or (key, prefix.version) in kept:
                 continue
-            if prefix.version == 4 and prefix not in pools:
-                continue
+            if not _from_pools(prefix, pools):
+                continue  # the pools changed: the network moves into them
             if _overlapping(prefix, taken) is None:
                 gw = _first_host(prefix)
                 kept[(key, prefix.version)] = Subnet(prefix, gw, auto=True,
                                                      note=f"{net.name}: subnet {prefix} (kept from the running project), gateway {gw}")
-                taken.append(Taken(prefix, f"network {net.name}"))
+                taken.append(Taken(prefix, f"network {net.name}", "this project"))
     out: dict[str, tuple[Subnet, ...]] = {}
     for key, subnets in explicit.items():
         net = project.networks[key]
         versions = {s.subnet.version for s in subnets}
         if net.enable_ipv4 and 4 not in versions:
-            s4 = kept.get((key, 4)) or _auto_v4(project, net, pools, taken)
+            s4 = kept.get((key, 4)) or _auto(project, net, 4, pools, taken, facts)
             subnets.insert(0, s4)
-            taken.append(Taken(s4.subnet, f"network {net.name}"))
+            taken.append(Taken(s4.subnet, f"network {net.name}", "this project"))
         if net.enable_ipv6 and 6 not in versions:
-            s6 = kept.get((key, 6)) or _auto_v6(project, net, taken)
+            s6 = kept.get((key, 6)) or (_auto(project, net, 6, pools, taken, facts)
+                                        if any(p.base.version == 6 for p in pools) else _auto_v6(project, net, taken))
             subnets.append(s6)
-            taken.append(Taken(s6.subnet, f"network {net.name}"))
+            taken.append(Taken(s6.subnet, f"network {net.name}", "this project"))
         out[key] = tuple(subnets)
     return out
 
@@ -193,22 +344,93 @@ def _first_host(subnet: IPNetwork) -> IPAddress:
     return subnet.network_address + 1
 
 
-def _auto_v4(project: Project, net: Network, pools: list[ipaddress.IPv4Network], taken: list[Taken]) -> Subnet:
-    skipped: list[str] = []
-    for prefix in pools:
-        hit = _overlapping(prefix, taken)
+def _from_pools(prefix: IPNetwork, pools: Sequence[Pool]) -> bool:
+    """Whether `prefix` is one of the blocks the pools hand out (any IPv6 prefix when no pool
+    is IPv6: those come from the hashed unique local prefixes)."""
+    same = [p for p in pools if p.base.version == prefix.version]
+    if not same:
+        return prefix.version == 6
+    return any(prefix.prefixlen == p.size and prefix.subnet_of(p.base) for p in same)  # type: ignore[arg-type]
+
+
+def _shown_block(pool: Pool, start: int, hit: Taken) -> IPNetwork:
+    """What a skip passed over, as one prefix: the block when something inside it is taken, the
+    taken prefix (within the pool) when it spans blocks."""
+    block = ipaddress.ip_network((start, pool.size))
+    if hit.prefix.prefixlen >= pool.size:
+        return block
+    return pool.base if pool.base.subnet_of(hit.prefix) else hit.prefix  # type: ignore[arg-type]
+
+
+def _walk(pool: Pool, taken: Sequence[tuple[int, int, Taken]]) -> tuple[Optional[IPNetwork], list[tuple[IPNetwork, Taken]], dict[str, int]]:
+    """The lowest free block of `pool`, the taken prefixes passed on the way (with the number of
+    blocks each took, by whom). `taken` is (first, last, Taken) as integers, sorted by first.
+    Each step jumps past one taken prefix, so the walk costs what the taken list costs."""
+    step = 1 << (pool.base.max_prefixlen - pool.size)
+    first = int(pool.base.network_address)
+    end = int(pool.base.broadcast_address)
+    cur = first
+    skipped: list[tuple[IPNetwork, Taken]] = []
+    used: dict[str, int] = {}
+    starts = [t[0] for t in taken]
+    lo = 0  # taken[:lo] all end below `cur`, which only grows
+    while cur <= end:
+        last = cur + step - 1
+        while lo < len(taken) and taken[lo][1] < cur:
+            lo += 1
+        # the first taken prefix (by start) that reaches into this block, if any starts in time
+        hit = taken[lo] if lo < bisect.bisect_right(starts, last) else None
         if hit is None:
-            why = "first free default pool prefix"
-            if skipped:
-                shown = ", ".join(skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
-                why += f"; skipped {shown}"
-            gw = _first_host(prefix)
-            return Subnet(prefix, gw, auto=True, note=f"{net.name}: subnet {prefix} ({why}), gateway {gw}")
-        if not hit.why.startswith("network "):
-            skipped.append(f"{prefix} ({hit.why})")
-    raise PlanError("no free subnet left in the default pools "
-                    "(172.18.0.0/16-172.31.0.0/16 and 192.168.0.0/16 in /20s are all in use); "
-                    "give the network an ipam subnet", plan_where(project, net.keypath or f"networks.{net.key}"))
+            return ipaddress.ip_network((cur, pool.size)), skipped, used
+        nxt = first + ((min(max(hit[1], last), end) - first) // step + 1) * step
+        if not hit[2].why.startswith("network "):  # this project's own networks go unmentioned
+            skipped.append((_shown_block(pool, cur, hit[2]), hit[2]))
+        used[hit[2].who or hit[2].why] = used.get(hit[2].who or hit[2].why, 0) + (nxt - cur) // step
+        cur = nxt
+    return None, skipped, used
+
+
+def _ranges(version: int, taken: Sequence[Taken]) -> list[tuple[int, int, Taken]]:
+    out = [(int(t.prefix.network_address), int(t.prefix.broadcast_address), t) for t in taken
+           if t.prefix.version == version]
+    out.sort(key=lambda r: (r[0], -r[1]))
+    return out
+
+
+def _auto(project: Project, net: Network, version: int, pools: Sequence[Pool], taken: list[Taken],
+          facts: HostFacts) -> Subnet:
+    ranges = _ranges(version, taken)
+    skipped: list[str] = []
+    usage: list[tuple[Pool, dict[str, int]]] = []
+    for pool in (p for p in pools if p.base.version == version):
+        prefix, passed, used = _walk(pool, ranges)
+        skipped += [f"{block} ({hit.why})" for block, hit in passed]
+        if prefix is None:
+            usage.append((pool, used))
+            continue
+        gw = _first_host(prefix)
+        why = f"next free /{pool.size} of pool {pool.base}, {pool.source}"
+        if skipped:
+            shown = ", ".join(skipped[:4]) + (f" and {len(skipped) - 4} more" if len(skipped) > 4 else "")
+            why += f"; skipped {shown}"
+        return Subnet(prefix, gw, auto=True, note=f"{net.name}: subnet {prefix} ({why}), gateway {gw}")
+    raise PlanError(exhausted_message(net.name, version, usage, facts.daemon_json_path),
+                    plan_where(project, net.keypath or f"networks.{net.key}"))
+
+
+def exhausted_message(network: str, version: int, usage: Sequence[tuple[Pool, Mapping[str, int]]],
+                      daemon_json: str) -> str:
+    """Every pool of the family, how many of its blocks are used and by whom, how to add one."""
+    parts = []
+    for pool, used in usage:
+        total = 1 << (pool.size - pool.base.prefixlen)
+        by = sorted(used.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{n} by {who}" for who, n in by[:6]) + (f", {sum(n for _, n in by[6:])} by "
+                                                                 f"{len(by) - 6} others" if len(by) > 6 else "")
+        parts.append(f"{pool.describe()}: {sum(used.values())} of {total} used ({shown})")
+    family = "IPv4" if version == 4 else "IPv6"
+    return (f"no free {family} subnet left for network {network} in the address pools: " + "; ".join(parts)
+            + ". " + HOW_TO_ADD.format(file=daemon_json))
 
 
 def _auto_v6(project: Project, net: Network, taken: list[Taken]) -> Subnet:

@@ -31,6 +31,15 @@ class IpamPool:
 
 
 @dataclass(frozen=True)
+class AddressPool:
+    """One entry of `x-compose-net.default_address_pools`: subnets of `size` bits cut from `base`."""
+
+    base: IPNetwork
+    size: int
+    keypath: str = ""  # x-compose-net.default_address_pools[N]
+
+
+@dataclass(frozen=True)
 class Network:
     key: str  # the key under top-level `networks:` (e.g. "default", "front")
     name: str  # full name: PROJECT_KEY, `name:` verbatim, or the external name
@@ -150,5 +159,6 @@ class Project:
     networks: Mapping[str, Network]  # keyed by network key; only networks some service uses, plus declared ones
     containers: tuple[Container, ...]  # replicas expanded, services in declaration order
     files: tuple[str, ...] = ()
+    address_pools: tuple[AddressPool, ...] = ()  # the project's own, tried before the host's
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     locate: Locator = field(default=_no_location, repr=False, compare=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from compose_net import naming
 from compose_net.errors import ConfigError, RuntimeFailure
@@ -51,8 +51,10 @@ def _pool(subnet: Optional[str], gateway: Optional[str]) -> IpamPool:
 
 
 def standalone_project(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
-                       internal: bool = False, driver: str = "bridge") -> Project:
-    """The one-network project `net.NAME` that `network create NAME` plans."""
+                       internal: bool = False, driver: str = "bridge",
+                       environment: Optional[Mapping[str, str]] = None) -> Project:
+    """The one-network project `net.NAME` that `network create NAME` plans (`environment` holds
+    COMPOSE_NET_DEFAULT_ADDRESS_POOLS when the caller's shell sets it)."""
     _check_name(name)
     if driver != "bridge":
         raise ConfigError("network create", 0, "--driver",
@@ -61,7 +63,8 @@ def standalone_project(name: str, subnet: Optional[str] = None, gateway: Optiona
     net = Network(key=name, name=name, driver="bridge", internal=internal, ipam_pools=pools,
                   enable_ipv6=any(p.subnet is not None and p.subnet.version == 6 for p in pools),
                   keypath=f"networks.{name}")
-    return Project(name=project_name(name), working_dir="/", services={}, networks={name: net}, containers=())
+    return Project(name=project_name(name), working_dir="/", services={}, networks={name: net}, containers=(),
+                   environment=dict(environment or {}))
 
 
 def recorded_project(summary: Summary) -> Project:
@@ -76,11 +79,11 @@ def recorded_project(summary: Summary) -> Project:
 
 def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
                 internal: bool = False, driver: str = "bridge", facts: Any = None,
-                created: Optional[str] = None) -> Plan:
+                created: Optional[str] = None, environment: Optional[Mapping[str, str]] = None) -> Plan:
     """The plan that makes network `name` (pure given `facts`)."""
     from compose_net.plan.planner import plan_up
 
-    project = standalone_project(name, subnet, gateway, internal, driver)
+    project = standalone_project(name, subnet, gateway, internal, driver, environment)
     return finish(plan_up(project, facts), created or _now())
 
 
@@ -118,7 +121,8 @@ def _summaries() -> dict[str, Summary]:
 
 
 def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
-           internal: bool = False, driver: str = "bridge") -> Optional[Summary]:
+           internal: bool = False, driver: str = "bridge",
+           environment: Optional[Mapping[str, str]] = None) -> Optional[Summary]:
     """Make network `name`; returns its summary. Fails if a network of that name exists."""
     from compose_net import executor
     from compose_net.probe import probe_host
@@ -129,7 +133,7 @@ def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = Non
             if net.name == name:
                 raise RuntimeFailure(f"network with name {name} already exists"
                                      + ("" if project == project_name(name) else f" (project {project})"))
-    plan = plan_create(name, subnet, gateway, internal, driver, probe_host())
+    plan = plan_create(name, subnet, gateway, internal, driver, probe_host(), environment=environment)
     executor.up(plan)
     from compose_net import state
 

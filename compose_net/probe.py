@@ -26,6 +26,15 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
 # Kernel features the drivers need, as named in the kernel config and as module names.
+# The host's own settings, in the JSON of dockerd's daemon.json (only `default-address-pools` is
+# read); COMPOSE_NET_DAEMON_JSON moves it.
+DAEMON_JSON = "/etc/compose-net/daemon.json"
+
+
+def daemon_json_path() -> str:
+    return os.environ.get("COMPOSE_NET_DAEMON_JSON") or DAEMON_JSON
+
+
 FEATURES = {"macvlan": "MACVLAN", "ipvlan": "IPVLAN", "vxlan": "VXLAN", "8021q": "VLAN_8021Q",
             "bridge": "BRIDGE", "veth": "VETH"}
 
@@ -54,6 +63,8 @@ class HostFacts:
     features: frozenset[str] = frozenset()  # subset of FEATURES keys the kernel has
     netns: frozenset[str] = frozenset()
     features_known: bool = False  # False: could not tell (treat every feature as maybe present)
+    daemon_json: str = ""  # the host settings file's text ("" when there is none)
+    daemon_json_path: str = DAEMON_JSON
 
     def has_feature(self, name: str) -> bool:
         return name in self.features or not self.features_known
@@ -265,7 +276,14 @@ def probe_host() -> HostFacts:
         features=features,
         netns=netns,
         features_known=known,
+        daemon_json=_read(daemon_json_path()),
+        daemon_json_path=daemon_json_path(),
     )
+
+
+def host_settings() -> HostFacts:
+    """An empty host with only this host's settings file (`config` plans on it)."""
+    return HostFacts(daemon_json=_read(daemon_json_path()), daemon_json_path=daemon_json_path())
 
 
 def first_host_address(facts: HostFacts, version: int = 4) -> Optional[IPAddress]:

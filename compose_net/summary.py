@@ -61,6 +61,13 @@ class NetworkState:
     shared: bool = False  # the legacy default bridge, shared by every project
     vxlan: Optional[VxlanState] = None
     user_subnet: bool = False  # its subnet was given (ipam.config / --subnet): `--ip` allowed on it
+    enable_ipv4: bool = True
+    gateway_mode_ipv4: str = "nat"  # Docker's gateway modes: nat, nat-unprotected, routed, isolated
+    gateway_mode_ipv6: str = "nat"
+    trusted_interfaces: tuple[str, ...] = ()  # host links from which published container ports are open directly
+
+    def gateway_mode(self, version: int) -> str:
+        return self.gateway_mode_ipv4 if version == 4 else self.gateway_mode_ipv6
 
     def gateway(self, version: int) -> Optional[IPAddress]:
         for s in self.subnets:

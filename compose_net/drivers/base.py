@@ -14,6 +14,7 @@ anything.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -28,12 +29,76 @@ MTU_OPT = "com.docker.network.driver.mtu"
 MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
 
+# Docker's gateway modes (`com.docker.network.bridge.gateway_mode_ipv4`/`_ipv6`); every driver but
+# the bridge has only `nat`'s meaning (its own masquerade setting)
+NAT = "nat"
+NAT_UNPROTECTED = "nat-unprotected"
+ROUTED = "routed"
+ISOLATED = "isolated"
+GATEWAY_MODES = (NAT, NAT_UNPROTECTED, ROUTED, ISOLATED)
+
+# Per attachment (any driver, as Docker's is not driver-specific): sysctls of that interface,
+# "net.ipv4.conf.IFNAME.forwarding=1,...", IFNAME standing for the interface's name inside
+ENDPOINT_SYSCTLS_OPT = "com.docker.network.endpoint.sysctls"
+ENDPOINT_SYSCTL_PREFIXES = ("net.ipv4.", "net.ipv6.", "net.mpls.")
+# the per-interface trees: the name's fourth step is the interface
+_PER_INTERFACE = {("net", "ipv4", "conf"), ("net", "ipv4", "neigh"), ("net", "ipv6", "conf"),
+                  ("net", "ipv6", "neigh"), ("net", "mpls", "conf")}
+_SYSCTL_STEP = re.compile(r"[A-Za-z0-9_-]+")
+_SYSCTL_VALUE = re.compile(r"[A-Za-z0-9_.:+-]+")
+
 # How a container is connected: through its networks' interfaces (None), or in a mode.
 HOST = "host"  # the host's own namespace (network_mode: host, or only networks of a host driver)
 NONE = "none"  # a namespace with only `lo`
 LEGACY = "legacy"  # network_mode: bridge, the legacy default bridge shared by every project
 SHARES = "shares"  # network_mode: service:X, X's namespace
 UNSUPPORTED = "unsupported"  # network_mode: container:X (no such container here)
+
+
+def endpoint_sysctls(text: Any) -> tuple[list[tuple[tuple[str, ...], str]], list[str]]:
+    """The settings of `com.docker.network.endpoint.sysctls` as (name steps, value), or what is
+    wrong with them. Only net.ipv4./net.ipv6./net.mpls. keys (Docker's rule), and only keys of
+    the interface itself, named IFNAME: a key naming another interface, `all` or `default`, or
+    the namespace as a whole would reach past this attachment (service `sysctls` are for those)."""
+    settings: list[tuple[tuple[str, ...], str]] = []
+    problems: list[str] = []
+    for item in str(text).split(","):
+        if not item.strip():
+            problems.append(f'empty setting in "{text}" (expected KEY=VALUE,...)')
+            continue
+        key, eq, value = (x.strip() for x in item.partition("="))
+        if not eq or not key:
+            problems.append(f'"{item.strip()}" is not KEY=VALUE')
+            continue
+        steps = tuple(key.split("."))
+        if not key.startswith(ENDPOINT_SYSCTL_PREFIXES):
+            problems.append(f'sysctl "{key}" is not allowed: only net.ipv4., net.ipv6. and net.mpls. keys')
+        elif not all(_SYSCTL_STEP.fullmatch(step) for step in steps):
+            problems.append(f'invalid sysctl name "{key}"')
+        elif len(steps) != 5 or steps[:3] not in _PER_INTERFACE or steps[3] != "IFNAME":
+            problems.append(f'sysctl "{key}" is not a setting of this interface: write it as '
+                            f"{'.'.join(steps[:3]) if steps[:3] in _PER_INTERFACE else 'net.ipv4.conf'}.IFNAME.NAME "
+                            "(settings of the whole namespace go in the service's sysctls)")
+        elif not _SYSCTL_VALUE.fullmatch(value):
+            problems.append(f'sysctl {key} value "{value}" is not one word of letters, digits and _.:+-')
+        else:
+            settings.append((steps, value))
+    return settings, problems
+
+
+def interface_sysctls(text: Any, ifname: str) -> tuple[tuple[str, str], ...]:
+    """The settings with IFNAME replaced, as /proc/sys paths (slashes: an interface name may hold
+    dots). A second line of defence behind the loader: a bad setting or an interface name that
+    would make the path name another file is refused here too."""
+    from compose_net.errors import PlanError
+
+    settings, problems = endpoint_sysctls(text)
+    if problems:
+        raise PlanError(problems[0])
+    if not ifname or ifname in (".", "..", "all", "default") or "/" in ifname or len(ifname.encode()) > 15:
+        raise PlanError(f"refusing per-endpoint sysctls for interface name {ifname!r}")
+    return tuple(("/".join(ifname if step == "IFNAME" else step for step in steps), value)
+                 for steps, value in settings)
 
 
 @dataclass(frozen=True)
@@ -65,6 +130,14 @@ class NetworkLayout:
     vni: Optional[int] = None
     labels: Mapping[str, str] = field(default_factory=dict)
     keypath: str = ""
+    enable_ipv4: bool = True
+    gateway_mode4: str = NAT  # Docker's gateway modes, per family (bridge only): nat, nat-unprotected,
+    gateway_mode6: str = NAT  # routed, isolated
+    trusted_interfaces: tuple[str, ...] = ()  # host links from which published container ports are open directly
+    host_binding: Optional[ipaddress._BaseAddress] = None  # the host address of a `ports:` entry without one
+
+    def gateway_mode(self, version: int) -> str:
+        return self.gateway_mode4 if version == 4 else self.gateway_mode6
 
     def gateway(self, version: int) -> Optional[ipaddress._BaseAddress]:
         for s in self.subnets:
@@ -96,6 +169,7 @@ class InterfaceLayout:
     ipv6_note: str = ""
     link_local: tuple[IPInterface, ...] = ()  # `link_local_ips`: extra link-scope addresses
     hairpin: bool = False  # the container publishes ports: it may reach itself through them
+    sysctls: tuple[tuple[str, str], ...] = ()  # com.docker.network.endpoint.sysctls: (/proc/sys path, value)
 
 
 class Driver:
@@ -109,6 +183,23 @@ class Driver:
     def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Problems with `driver_opts`: (option key, message naming the value)."""
         return []
+
+    ipv6_only = False  # `enable_ipv4: false` is allowed (Docker: bridge, macvlan, ipvlan)
+
+    def check_network(self, opts: Mapping[str, Any], internal: bool, enable_ipv4: bool,
+                      enable_ipv6: bool) -> list[tuple[str, str]]:
+        """Problems of the network as a whole (options that depend on its other settings):
+        (key path below the network, message). The loader reports them at their lines; the
+        layout checks again."""
+        problems = [(f"driver_opts.{k}", m) for k, m in self.check_options(opts)]
+        if not enable_ipv4:
+            if not self.ipv6_only:
+                problems.append(("enable_ipv4", f"the {self.name} driver cannot make an IPv6-only network "
+                                                "(Docker: bridge, macvlan and ipvlan only)"))
+            elif not enable_ipv6:
+                problems.append(("enable_ipv4", "a network needs IPv4 or IPv6: enable_ipv4 false needs "
+                                                "enable_ipv6 true"))
+        return problems
 
     def host_devices(self, net: Network) -> tuple[str, ...]:
         """The host links a network of this driver makes (known before its subnets are)."""
@@ -137,9 +228,12 @@ class Driver:
 
 
 def address_ops(net: NetworkLayout, iface: InterfaceLayout) -> list[Op]:
-    from compose_net.plan.ops import AddrAdd, LinkUp
+    from compose_net.plan.ops import AddrAdd, LinkUp, SysctlSet
 
-    ops: list[Op] = [LinkUp(iface.unit, iface.netns, iface.ifname)]
+    # the interface's own sysctls before it is up and addressed (disable_ipv6, accept_ra...)
+    ops: list[Op] = [SysctlSet(iface.unit, iface.netns, key, value, note=ENDPOINT_SYSCTLS_OPT)
+                     for key, value in iface.sysctls]
+    ops.append(LinkUp(iface.unit, iface.netns, iface.ifname))
     if iface.ipv4 is not None:
         ops.append(AddrAdd(iface.unit, iface.netns, iface.ifname, iface.ipv4, note=iface.ipv4_note))
     if iface.ipv6 is not None:
@@ -155,7 +249,7 @@ def gateway_ops(net: NetworkLayout, dev: str) -> list[Op]:
 
     ops: list[Op] = []
     for s in net.subnets:
-        if s.gateway is None:
+        if s.gateway is None or net.gateway_mode(s.subnet.version) == ISOLATED:
             continue
         iface = ipaddress.ip_interface(f"{s.gateway}/{s.subnet.prefixlen}")
         ops.append(AddrAdd(net.unit, None, dev, iface, note=s.note))

@@ -43,6 +43,7 @@ class SublinkDriver(Driver):
     """What macvlan and ipvlan share: a parent link, sub-interfaces born in the namespaces, the
     parent's LAN as subnet, no masquerade."""
 
+    ipv6_only = True  # Docker's macvlan and ipvlan networks may be IPv6-only
     addressed = True
     lan = True
     kind = ""

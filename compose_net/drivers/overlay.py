@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from compose_net import naming
-from compose_net.drivers.base import InterfaceLayout, NetworkLayout
+from compose_net.drivers.base import NAT, Driver, InterfaceLayout, NetworkLayout
 from compose_net.drivers.bridge import BridgeDriver
 from compose_net.model import Network
 from compose_net.plan.ops import Op, VxlanCreate
@@ -16,9 +16,15 @@ from compose_net.probe import HostFacts
 
 class OverlayDriver(BridgeDriver):
     name = "overlay"
+    ipv6_only = False  # Docker has no IPv6-only overlay networks
 
     def check_options(self, opts: Mapping[str, Any]) -> list[tuple[str, str]]:
         return super().check_options(opts)
+
+    def check_network(self, opts: Mapping[str, Any], internal: bool, enable_ipv4: bool,
+                      enable_ipv6: bool) -> list[tuple[str, str]]:
+        # the bridge's gateway modes are the bridge driver's: an overlay network ignores them
+        return Driver.check_network(self, opts, internal, enable_ipv4, enable_ipv6)
 
     def host_devices(self, net: Network) -> tuple[str, ...]:
         if net.external:
@@ -27,7 +33,9 @@ class OverlayDriver(BridgeDriver):
 
     def layout(self, net: Network, base: NetworkLayout) -> tuple[NetworkLayout, list[str]]:
         layout, notes = super().layout(net, base)
-        return replace(layout, vxlan=naming.vxlan_name(net.name), vni=naming.vxlan_vni(net.name)), notes
+        return replace(layout, vxlan=naming.vxlan_name(net.name), vni=naming.vxlan_vni(net.name),
+                       gateway_mode4=NAT, gateway_mode6=NAT, trusted_interfaces=(), host_binding=None), \
+            [n for n in notes if "gateway mode" not in n]
 
     def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:
         ops, warnings = super().network_ops(net, facts)

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from compose_net.keypath import locate, parse_path
 from compose_net.loader.source import Loc
-from compose_net.model import (Attachment, Container, Dependency, ExtraHost, IpamPool, Link, Network, PortMapping,
+from compose_net.model import (AddressPool, Attachment, Container, Dependency, ExtraHost, IpamPool, Link, Network, PortMapping,
                                Project, Service)
 
 
@@ -152,6 +152,11 @@ def build_project(data: dict, loc: Loc, raw: dict, working_dir: str, files: tupl
             cname = svc.container_name if svc.container_name else f"{name}-{sname}-{index}"
             containers.append(Container(name=cname, service=sname, index=index))
 
+    ext = data.get("x-compose-net") if isinstance(data.get("x-compose-net"), dict) else {}
+    pools = tuple(AddressPool(ipaddress.ip_network(str(p["base"]).strip()), int(p["size"]),
+                              keypath=f"x-compose-net.default_address_pools[{i}]")
+                  for i, p in enumerate(ext.get("default_address_pools") or []))
+
     def locate_keypath(keypath: str) -> tuple[str, int]:
         return locate(loc, raw, parse_path(keypath))
 
@@ -162,6 +167,7 @@ def build_project(data: dict, loc: Loc, raw: dict, working_dir: str, files: tupl
         networks=networks,
         containers=tuple(containers),
         files=files,
+        address_pools=pools,
         environment=dict(environment),
         locate=locate_keypath,
     )

@@ -332,6 +332,14 @@ def check_attachment(ctx: Context, parts: list, cfg: Any) -> None:
 
 
 def check_static_address(ctx: Context, parts: list, value: Any) -> None:
+    network = (ctx.networks.get(parts[3]) or {}) if isinstance(ctx.networks.get(parts[3]), dict) else {}
+    if parts[-1] == "ipv4_address" and network.get("enable_ipv4") is False and value:
+        ctx.error(parts, f"IPv4 address {shown(value)} on network {shown(parts[3])}, which has enable_ipv4: false")
+        return
+    _check_static_address(ctx, parts, value)
+
+
+def _check_static_address(ctx: Context, parts: list, value: Any) -> None:
     service, network, key = parts[1], parts[3], parts[4]
     version = 4 if key == "ipv4_address" else 6
     addr = _ip(value)
@@ -361,6 +369,15 @@ def check_static_address(ctx: Context, parts: list, value: Any) -> None:
         ctx.error(parts, f"address {addr} is already used by {ctx.static[key2]}")
     else:
         ctx.static[key2] = format_path(parts)
+
+
+def check_endpoint_opts(ctx: Context, parts: list, value: Any) -> None:
+    """Per attachment `driver_opts`: the per-endpoint sysctls become files under /proc/sys."""
+    from compose_net.drivers.base import ENDPOINT_SYSCTLS_OPT, endpoint_sysctls
+
+    if isinstance(value, dict) and ENDPOINT_SYSCTLS_OPT in value:
+        for message in endpoint_sysctls(value[ENDPOINT_SYSCTLS_OPT])[1]:
+            ctx.error(parts + [ENDPOINT_SYSCTLS_OPT], message)
 
 
 def check_priority(ctx: Context, parts: list, value: Any) -> None:
@@ -617,6 +634,37 @@ def check_network(ctx: Context, parts: list, cfg: Any) -> None:
         parent = str(opts["parent"])
         if len(parent.encode()) > IFNAMSIZ or not parent or _IFNAME_BAD.search(parent):
             ctx.error(opath + ["parent"], f'invalid parent interface {shown(parent)}')
+    if driver in BUILTIN_DRIVERS:
+        _check_with_driver(ctx, parts, cfg, driver, opts)
+
+
+# driver options the loader checks above in its own words; the driver's check says the same
+_CHECKED_HERE = {f"driver_opts.{k}" for k in (OPT_BRIDGE_NAME, "macvlan_mode", "ipvlan_mode", "ipvlan_flag", "parent")}
+
+
+def _check_with_driver(ctx: Context, parts: list, cfg: dict, driver: str, opts: dict) -> None:
+    """What the driver says of the network as a whole (drivers own their options), and the
+    IPv4 settings an IPv6-only network cannot have."""
+    from compose_net import drivers
+
+    flags = {k: cfg.get(k) for k in ("internal", "enable_ipv4", "enable_ipv6")}
+    if any(v is not None and not isinstance(v, bool) for v in flags.values()):
+        return  # reported above
+    problems = drivers.get(driver).check_network({str(k): "" if v is None else str(v) for k, v in opts.items()},
+                                                 internal=flags["internal"] is True,
+                                                 enable_ipv4=flags["enable_ipv4"] is not False,
+                                                 enable_ipv6=flags["enable_ipv6"] is True)
+    for path, message in problems:
+        if path not in _CHECKED_HERE:
+            ctx.error(parts + (["driver_opts", path[len("driver_opts."):]] if path.startswith("driver_opts.")
+                               else path.split(".")), message)
+    if flags["enable_ipv4"] is False:
+        ipam = cfg.get("ipam") if isinstance(cfg.get("ipam"), dict) else {}
+        for i, pool in enumerate(ipam.get("config") or []):
+            subnet = _net(pool.get("subnet")) if isinstance(pool, dict) else None
+            if subnet is not None and subnet.version == 4:
+                ctx.error(parts + ["ipam", "config", i, "subnet"],
+                          f"IPv4 subnet {subnet} on a network with enable_ipv4: false")
 
 
 def check_ipam_config(ctx: Context, parts: list, cfg: Any) -> None:
@@ -664,6 +712,7 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
     ("services.*.networks.*.ipv6_address", check_static_address),
     ("services.*.networks.*.mac_address", check_mac),
     ("services.*.networks.*.priority", check_priority),
+    ("services.*.networks.*.driver_opts", check_endpoint_opts),
     ("services.*.networks.*.gw_priority", check_priority),
     ("services.*.networks.*.link_local_ips[]", check_link_local),
     ("services.*.networks.*.interface_name", check_interface_name),
@@ -695,6 +744,43 @@ SERVICE_RULES: list[tuple[str, Callable[[Context, list, Any], None]]] = [
 
 
 # --- project-wide rules ------------------------------------------------------------------------
+
+
+# what `config` prints under x-compose-net (the planned networks and containers): read back, ignored
+EXTENSION_OUTPUT_KEYS = ("networks", "containers")
+
+
+def check_extension(ctx: Context) -> None:
+    """`x-compose-net`: the project's own settings. `default_address_pools` is the JSON of
+    daemon.json's `default-address-pools`, each entry checked as the host's are."""
+    from compose_net.ipam import pool_problems
+
+    ext = ctx.data.get("x-compose-net")
+    if ext is None:
+        return
+    if not isinstance(ext, dict):
+        ctx.error(["x-compose-net"], f"must be a mapping, not {shown(ext)}")
+        return
+    for key in ext:
+        if key != "default_address_pools" and key not in EXTENSION_OUTPUT_KEYS:
+            ctx.error(["x-compose-net", key], f"unknown key {shown(key)} (expected default_address_pools)")
+    pools = ext.get("default_address_pools")
+    if pools is None:
+        return
+    parts: list = ["x-compose-net", "default_address_pools"]
+    if not isinstance(pools, list):
+        ctx.error(parts, "must be a list of {base: NETWORK, size: BITS}")
+        return
+    for i, item in enumerate(pools):
+        if not isinstance(item, dict):
+            ctx.error(parts + [i], "must be a mapping like {base: 10.10.0.0/16, size: 24}")
+            continue
+        for key in item:
+            if key not in ("base", "size"):
+                ctx.error(parts + [i, key], f"unknown key {shown(key)} (expected base and size)")
+        _, problems = pool_problems(item.get("base"), item.get("size"))
+        for field_name, message in problems:
+            ctx.error(parts + [i] + ([field_name] if field_name in item else []), message)
 
 
 def check_project_name(ctx: Context) -> None:
@@ -843,6 +929,7 @@ PROJECT_RULES: list[Callable[[Context], None]] = [
     check_duplicate_interface_names,
     check_overlapping_subnets,
     check_dependency_cycles,
+    check_extension,
 ]
 
 

@@ -101,7 +101,8 @@ def render(result: Any, fmt: str = "yaml", extension: Any = None) -> str:
     """`extension`: what the planner adds under `x-compose-net` (containers and addresses)."""
     data = config_dict(result.config)
     if extension:
-        data["x-compose-net"] = extension
+        own = data.get("x-compose-net")  # the user's settings (default_address_pools) stay
+        data["x-compose-net"] = {**own, **extension} if isinstance(own, dict) else extension
     if fmt == "json":
         return json.dumps(data, indent=2, default=str) + "\n"
     if fmt != "yaml":

@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 from compose_net import drivers, graph as pgraph, ipam, naming
 from compose_net.dns.records import ttl_setting
-from compose_net.drivers.base import HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED, InterfaceLayout, NetworkLayout
+from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED,
+                                      InterfaceLayout, NetworkLayout, interface_sysctls)
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
@@ -151,8 +152,10 @@ class Layout:
                      for _, a in pgraph.attachments(self.graph, c.container.name)}
         own_devs: set[str] = set()
         for net in pgraph.networks(self.graph):
-            for opt, message in [] if net.external else drivers.get(net.driver).check_options(net.driver_opts):
-                raise _err(project, f"{net.keypath or 'networks.' + net.key}.driver_opts.{opt}", message)
+            problems = [] if net.external else drivers.get(net.driver).check_network(
+                net.driver_opts, net.internal, net.enable_ipv4, net.enable_ipv6)
+            for path, message in problems:
+                raise _err(project, f"{net.keypath or 'networks.' + net.key}.{path}", message)
             for name in drivers.get(net.driver).host_devices(net):
                 if not naming.fits(name):
                     raise _err(project, f"{net.keypath or 'networks.' + net.key}.driver_opts.{naming.BRIDGE_NAME_OPT}",
@@ -166,7 +169,8 @@ class Layout:
             base = NetworkLayout(
                 key=key, name=net.name, driver=net.driver, unit=f"network:{net.name}", group=0,
                 mtu=_mtu(project, net), internal=net.internal, external=net.external,
-                masquerade=not net.internal, enable_ipv6=net.enable_ipv6, labels=dict(net.labels),
+                masquerade=not net.internal, enable_ipv4=net.enable_ipv4, enable_ipv6=net.enable_ipv6,
+                labels=dict(net.labels),
                 keypath=net.keypath or f"networks.{key}", subnets=subnets.get(key, ()))
             if net.external:
                 self.networks[key] = self._external(net, base, used=key in used_nets)
@@ -191,7 +195,9 @@ class Layout:
                     return dataclasses.replace(
                         base, driver=n.driver or "bridge", masquerade=n.masquerade, internal=n.internal,
                         enable_ipv6=n.enable_ipv6, mtu=n.mtu or base.mtu, bridge=n.bridge, parent=n.parent,
-                        mode=n.mode, subnets=subnets, forwards=True)
+                        mode=n.mode, subnets=subnets, forwards=True, enable_ipv4=n.enable_ipv4,
+                        gateway_mode4=n.gateway_mode_ipv4, gateway_mode6=n.gateway_mode_ipv6,
+                        trusted_interfaces=n.trusted_interfaces)
         if used:
             self.warnings.append(f"external network {net.name} does not exist here (create it with "
                                  f"`compose-net network create {net.name}`); up will fail")
@@ -310,9 +316,16 @@ class Layout:
         host_if = naming.veth_name(c.name, net.name) if net.bridge else None
         link_local = tuple(ipaddress.ip_interface((int(x), 16 if x.version == 4 else 64))
                            for x in (a.link_local_ips if a is not None else ()))
+        sysctls: tuple[tuple[str, str], ...] = ()
+        if a is not None and ENDPOINT_SYSCTLS_OPT in a.driver_opts:
+            try:
+                sysctls = interface_sysctls(a.driver_opts[ENDPOINT_SYSCTLS_OPT], ifname)
+            except PlanError as exc:
+                raise _err(self.project, f"{a.keypath or svc.keypath + '.networks.' + a.network}.driver_opts."
+                           f"{ENDPOINT_SYSCTLS_OPT}", exc.message) from None
         layout = InterfaceLayout(c.name, box.unit, box.netns, net.key, ifname, host_if, mac, iface4, iface6,
                                  note4 if iface4 else "", note6 if iface6 else "", link_local,
-                                 hairpin=bool(svc.ports))
+                                 hairpin=bool(svc.ports), sysctls=sysctls)
         names: list[str] = []
         if box.mode != LEGACY:  # the legacy bridge has no name resolution (links only)
             names = [svc.name, c.name, *(a.aliases if a is not None else ()), cid[:12]]
@@ -352,9 +365,16 @@ class Layout:
         pending: list[tuple[dict, int, str, tuple]] = []
         for c in pgraph.containers(self.graph):
             box = self.boxes[c.container.name]
+            binding = self._host_binding(box)
+            lead = self._ports_lead_to(box)
             for p in box.service.ports:
+                if lead is not None and p.published is not None and all(
+                        lead.gateway_mode(s.subnet.version) == "routed" for s in lead.subnets):
+                    # Docker logs the same: the mapping opens the container port at its address
+                    self.warnings.append(f"{c.container.name}: host port {p.published} of {p.keypath or 'ports'} "
+                                         f"is not used: network {lead.name} is in gateway mode routed")
                 size = p.target_end - p.target + 1
-                host_ip = p.host_ip
+                host_ip = p.host_ip if p.host_ip is not None else binding
                 entry = {"protocol": p.protocol, "host_ip": host_ip, "published": p.published,
                          "published_end": p.published_end, "target": p.target, "target_end": p.target_end}
                 if p.published is not None:
@@ -367,9 +387,28 @@ class Layout:
             box.ports.append(PortState(**entry))
         self._loopback_publishing()
 
+    def _ports_lead_to(self, box: Box) -> Optional[NetworkLayout]:
+        """The network a container's published ports lead to: its default-route interface's on
+        a bridge with a way out, else the first such (as the firewall chooses)."""
+        owner = self.boxes.get(box.shares) if box.shares else box
+        if owner is None:
+            return None
+        candidates = [it for it in owner.ifaces if it.net.bridge and not it.net.internal]
+        chosen = next((it for it in candidates if it.default4 or it.default6), candidates[0] if candidates else None)
+        return chosen.net if chosen is not None else None
+
+    def _host_binding(self, box: Box) -> Optional[ipaddress._BaseAddress]:
+        """The network's `host_binding_ipv4`/`_ipv6` where the container's ports lead (the
+        default-route interface on a bridge with a way out, else the first such): the host
+        address of a `ports:` entry that gives none."""
+        net = self._ports_lead_to(box)
+        binding = net.host_binding if net is not None else None
+        # Docker: 0.0.0.0 is every IPv4 and IPv6 address, as no binding is; `::` is IPv6 only
+        return None if binding is not None and binding.version == 4 and binding.is_unspecified else binding
+
     def _fixed_port(self, box: Box, p: Any, entry: dict, size: int, bindings: dict, used: set) -> None:
         c = box.container
-        host_ip = str(p.host_ip) if p.host_ip is not None else None
+        host_ip = str(entry["host_ip"]) if entry["host_ip"] is not None else None
         pub_end = p.published_end if p.published_end is not None else p.published
         span = pub_end - p.published + 1
         if span > size and size == 1:
@@ -472,7 +511,8 @@ class Layout:
                 enable_ipv6=net.enable_ipv6, labels=dict(net.labels),
                 subnets=tuple(SubnetState(s.subnet, s.gateway, s.ip_range) for s in net.subnets),
                 shared=net.shared, vxlan=VxlanState(net.vxlan, net.vni) if net.vxlan else None,
-                user_subnet=given.get(key, False)))
+                enable_ipv4=net.enable_ipv4, gateway_mode_ipv4=net.gateway_mode4, gateway_mode_ipv6=net.gateway_mode6,
+                trusted_interfaces=net.trusted_interfaces, user_subnet=given.get(key, False)))
         return Summary(
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),

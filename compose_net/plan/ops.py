@@ -172,7 +172,7 @@ class SysctlSet(Op):
 
     def owners(self) -> tuple[Key, ...]:
         keys: tuple[Key, ...] = (("netns", self.ns),) if self.ns else ()
-        parts = self.key.split(".")
+        parts = self.key.split("/" if "/" in self.key else ".")
         # net.ipv4.conf.DEV.x and net.ipv6.conf.DEV.x live and die with link DEV
         if len(parts) >= 5 and parts[0] == "net" and parts[2] == "conf" and parts[3] not in ("all", "default"):
             keys += (("link", self.ns, parts[3]),)

@@ -210,7 +210,7 @@ def test_config_still_prints_what_only_the_plan_rejects(tmp_path, capsys, monkey
     status, out, err = run(["up", "--dry-run"], capsys)
     assert status == 2 and out == ""
     # which network runs out first depends on the host's routes and other projects
-    assert re.match(r"compose\.yml:(\d+): networks\.n(\d+): no free subnet left", err.strip())
+    assert re.match(r"compose\.yml:(\d+): networks\.n(\d+): no free IPv4 subnet left", err.strip())
     assert ERROR_LINE.match(err.strip())
 
 

@@ -62,7 +62,7 @@ def test_192_168_pools_after_172_and_exhaustion_is_a_plan_error():
     assert got["n13"] == ["172.31.0.0/16"] and got["n14"] == ["192.168.0.0/20"] and got["n29"] == ["192.168.240.0/20"]
     keys.append("n30")
     p = project("shop", [svc("s", *[att(k) for k in keys])], [net(k) for k in keys])
-    with pytest.raises(PlanError, match="no free subnet left"):
+    with pytest.raises(PlanError, match="no free IPv4 subnet left"):
         ipam.choose_subnets(p, HostFacts())
 
 

@@ -25,7 +25,7 @@ def test_text_header_numbering_grouping_and_notes():
     assert "container shop-web-1" in lines
     veth = next(l for l in numbered if "<-> eth0 in shop-web-1" in l)
     assert re.search(r"veth veth[0-9a-f]{8} <-> eth0 in shop-web-1, master cn-[0-9a-f]{8}", veth)
-    assert "notes:" in lines and any("first free default pool prefix" in l for l in lines)
+    assert "notes:" in lines and any("next free /16 of pool 172.18.0.0/16" in l for l in lines)
 
 
 def test_the_firewall_op_lists_its_rules_in_words_grouped_under_it():
