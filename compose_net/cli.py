@@ -182,7 +182,7 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[An
     from compose_net.plan.planner import against_kernel, plan_up
     from compose_net.probe import probe_host
 
-    facts = probe_host()
+    facts = probe_host(firewall=_can_observe())
     if not _can_observe():
         # not root: nothing can be up, so the whole plan is what up does
         return plan_up(_selected(_load(args, services).project, services), facts), None

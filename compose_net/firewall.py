@@ -107,7 +107,7 @@ def table(summary: Summary) -> Table:
     targets = list(_port_targets(summary, by_name))
     _localhost_guard(builder)
     _isolated_input(builder, networks)
-    _forward(builder, networks, targets)
+    _forward(builder, networks, targets, summary.foreign_bridges)
     _nat(builder, networks, [t for t in targets if not t.routed])
     return Table(builder.document(), builder.words())
 
@@ -142,7 +142,26 @@ def _localhost_guard(builder: "_Builder") -> None:
                      group=GUARD, words=f"{words} {_LOOPBACK} through any interface but lo: dropped")
 
 
-def _forward(builder: "_Builder", networks: list[NetworkState], targets: list["_PortTarget"]) -> None:
+def _foreign(builder: "_Builder", networks: list[NetworkState], foreign: tuple[str, ...]) -> None:
+    """Other tools' container bridges (Docker's, libvirt's, Podman's): no new connection from a
+    project bridge into them but to a published port, as their own FORWARD rules would have it.
+    The accept rules compose-net adds to their chains (`hostfw`) come first in those chains,
+    so this is what keeps their containers out of our containers' reach."""
+    if not foreign:
+        return
+    names = sorted(foreign)
+    right: Any = names[0] if len(names) == 1 else {"set": names}
+    for net in networks:
+        if net.internal:
+            continue  # no way out at all
+        builder.rule("forward", _iif(net.bridge), _match({"meta": {"key": "oifname"}}, right),
+                     _match({"ct": {"key": "state"}}, "new", "in"), _DROP, group=ISOLATION,
+                     words=f"{net.name} -> other tools' container bridges ({', '.join(names)}), "
+                     "new connections: dropped")
+
+
+def _forward(builder: "_Builder", networks: list[NetworkState], targets: list["_PortTarget"],
+             foreign: tuple[str, ...] = ()) -> None:
     builder.chain("forward", "filter", "forward", 0)
     for net in networks:
         br, name = net.bridge, net.name
@@ -181,6 +200,7 @@ def _forward(builder: "_Builder", networks: list[NetworkState], targets: list["_
             into = ", ".join(neighbours + [f"{into} ({pattern})"])
             builder.rule("forward", _iif(br), _oif(br, "!="), _oif(pattern), _DROP,
                          group=ISOLATION, words=f"{name} -> {into}: dropped")
+    _foreign(builder, networks, foreign)
     builder.rule("forward", _match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT,
                  group=REPLIES, words="replies and related packets of allowed connections: accepted")
     for net in networks:

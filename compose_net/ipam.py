@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Optional, Sequence, Union
 
+from compose_net import naming
 from compose_net.errors import ConfigError, PlanError, Where
 from compose_net.model import Network, Project
 from compose_net.probe import HostFacts
@@ -37,6 +38,7 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 LEGACY_SUBNET = ipaddress.IPv4Network("172.17.0.0/16")
 LEGACY_GATEWAY = ipaddress.IPv4Address("172.17.0.1")
+BIP_VARIABLE = "COMPOSE_NET_BIP"  # the legacy bridge's gateway/prefix, as dockerd's `bip`
 EPHEMERAL_FIRST = 32768
 EPHEMERAL_LAST = 60999  # Linux's default ip_local_port_range
 
@@ -224,12 +226,17 @@ def config_error(project: Project, keypath: str, message: str) -> ConfigError:
     return ConfigError(file, line, keypath, message)
 
 
-def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] = ()) -> list[Taken]:
+def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] = (),
+                   legacy: Optional[Subnet] = None) -> list[Taken]:
     """Everything a chosen subnet must not overlap. Routes through this project's own bridges
-    are left out, so planning a project that is already up finds its own subnets again."""
+    are left out, so planning a project that is already up finds its own subnets again.
+    172.17.0.0/16 stays reserved for the legacy bridge (as Docker keeps it for docker0), and so
+    does the legacy bridge's subnet when it had to go elsewhere."""
     own = set(own_devs)
     out: list[Taken] = [Taken(LEGACY_SUBNET, "the legacy default bridge (network_mode: bridge)",
                               "the legacy default bridge")]
+    if legacy is not None and legacy.subnet != LEGACY_SUBNET:
+        out.append(Taken(legacy.subnet, f"the legacy default bridge {naming.LEGACY_BRIDGE}", "the legacy default bridge"))
     for r in facts.routes:
         if r.dev not in own and r.dst.prefixlen:  # a default route overlaps everything: not a clash
             why = f"host route via {r.dev}" if r.dev else "host route"
@@ -243,6 +250,10 @@ def taken_prefixes(project: Project, facts: HostFacts, own_devs: Iterable[str] =
         for net in summary.owned_networks():
             for s in net.subnets:
                 out.append(Taken(s.subnet, f"project {other}'s network {net.name}", f"project {other}"))
+        for net in summary.networks:
+            if net.shared:
+                out += [Taken(s.subnet, f"the legacy default bridge {net.bridge}", "the legacy default bridge")
+                        for s in net.subnets]
     for net in project.networks.values():
         for pool in net.ipam_pools:
             if pool.subnet is not None:
@@ -266,7 +277,8 @@ def _overlapping(prefix: IPNetwork, taken: Sequence[Taken]) -> Optional[Taken]:
 
 
 def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] = (),
-                   previous: Optional[Mapping[str, Sequence[str]]] = None) -> dict[str, tuple[Subnet, ...]]:
+                   previous: Optional[Mapping[str, Sequence[str]]] = None,
+                   legacy: Optional[Subnet] = None) -> dict[str, tuple[Subnet, ...]]:
     """Subnets for every network of the project that needs addresses, keyed by network key.
     External networks are not ours to number: the planner reads theirs from host facts.
     `previous` (full network name -> subnets, from this project's own state when it is up):
@@ -274,7 +286,7 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
     network does not renumber the others."""
     from compose_net import drivers
 
-    taken = taken_prefixes(project, facts, own_devs)
+    taken = taken_prefixes(project, facts, own_devs, legacy)
     declared = {id(t) for t in taken if t.why.startswith("declared by")}
     foreign = [t for t in taken if id(t) not in declared]
     pools = address_pools(project, facts)
@@ -336,6 +348,77 @@ def choose_subnets(project: Project, facts: HostFacts, own_devs: Iterable[str] =
             taken.append(Taken(s6.subnet, f"network {net.name}", "this project"))
         out[key] = tuple(subnets)
     return out
+
+
+def legacy_subnet(project: Project, facts: HostFacts) -> Subnet:
+    """The subnet of the shared legacy bridge `cn0` (`network_mode: bridge`), as dockerd picks
+    docker0's: what `cn0` holds while it exists (it is shared, so it never moves under a
+    project); else `COMPOSE_NET_BIP` (gateway/prefix, like dockerd's `bip`), else the host file's
+    `bip` (daemon.json's key); else 172.17.0.0/16 when nothing on the host uses it; else the
+    first free block of the host's pools, saying why."""
+    bridge = naming.LEGACY_BRIDGE
+    bip, source = (project.environment.get(BIP_VARIABLE) or "").strip(), BIP_VARIABLE
+    if not bip:
+        bip, source = _bip_from_file(facts), f"bip in {facts.daemon_json_path}"
+    for name, summary in sorted(facts.projects.items()):
+        for net in summary.networks:
+            if net.shared and net.subnets:
+                s = net.subnets[0]
+                note = f" ({source} {bip} is used only when {bridge} is made anew)" if bip else ""
+                return Subnet(s.subnet, s.gateway, note=f"{naming.LEGACY_NETWORK}: {s.subnet} on {bridge}, "
+                              f"as project {name} made it; shared by all projects{note}")
+    for r in facts.routes:
+        if r.dev == bridge and r.dst.version == 4:
+            return Subnet(r.dst, _first_host(r.dst), note=f"{naming.LEGACY_NETWORK}: {r.dst} on {bridge}, as it is")
+    taken = taken_prefixes(project, facts, (bridge,))[1:]  # all but the reservation of 172.17/16 itself
+    if bip:
+        return _bip(bip, taken, source)
+    hit = _overlapping(LEGACY_SUBNET, taken)
+    if hit is None:
+        return Subnet(LEGACY_SUBNET, LEGACY_GATEWAY, note=f"{naming.LEGACY_NETWORK}: the legacy default bridge "
+                      f"{LEGACY_SUBNET} on {bridge}, shared by all projects")
+    for prefix in _host_blocks(project, facts):
+        if _overlapping(prefix, taken) is None:
+            gw = _first_host(prefix)
+            return Subnet(prefix, gw, auto=True, note=(
+                f"{naming.LEGACY_NETWORK}: {LEGACY_SUBNET} is in use ({hit.why}), so {bridge} takes {prefix} "
+                f"(first free block of the host's pools), gateway {gw}; set {BIP_VARIABLE} (e.g. 10.200.0.1/24) to choose"))
+    raise PlanError(f"no free subnet for the legacy bridge {bridge}: {LEGACY_SUBNET} is in use ({hit.why}) "
+                    f"and so are the host's pools; set {BIP_VARIABLE}")
+
+
+def _bip_from_file(facts: HostFacts) -> str:
+    """daemon.json's `bip`, as dockerd reads it (a malformed file is the pools' reader's to report)."""
+    if not facts.daemon_json:
+        return ""
+    try:
+        value = json.loads(facts.daemon_json).get("bip", "")
+    except (ValueError, AttributeError):
+        return ""
+    return value.strip() if isinstance(value, str) else str(value)
+
+
+def _bip(text: str, taken: Sequence[Taken], source: str = BIP_VARIABLE) -> Subnet:
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError:
+        iface = None
+    if iface is None or "/" not in text or iface.network.prefixlen > 30 \
+            or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+        raise PlanError(f"{source}={text!r}: give the legacy bridge's gateway address and prefix, "
+                        "e.g. 10.200.0.1/24 (IPv4, prefix /30 or shorter, a host address of the subnet)")
+    hit = _overlapping(iface.network, taken)
+    if hit is not None:
+        raise PlanError(f"{source}={text}: {iface.network} overlaps {hit.prefix} ({hit.why})")
+    return Subnet(iface.network, iface.ip, note=f"{naming.LEGACY_NETWORK}: {iface.network} on "
+                  f"{naming.LEGACY_BRIDGE} from {source}, gateway {iface.ip}")
+
+
+def _host_blocks(project: Project, facts: HostFacts) -> Iterable[ipaddress.IPv4Network]:
+    """The host's IPv4 pools' blocks in order (the legacy bridge is the host's, not a project's)."""
+    for pool in host_pools(project.environment, facts):
+        if pool.base.version == 4:
+            yield from pool.base.subnets(new_prefix=pool.size)
 
 
 def _first_host(subnet: IPNetwork) -> IPAddress:

@@ -302,7 +302,7 @@ def parse_publish(text: str) -> PortState:
 def _probe() -> Any:
     from compose_net.probe import probe_host
 
-    return probe_host()
+    return probe_host(firewall=True)  # a live edit plans: the host's other firewalls are facts too
 
 
 def model(summary: Summary) -> Any:

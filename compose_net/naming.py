@@ -62,8 +62,11 @@ def netns_name(container: str) -> str:
     return container
 
 
+TABLE_PREFIX = "cn-"
+
+
 def table_name(project: str) -> str:
-    return f"cn-{project}"
+    return f"{TABLE_PREFIX}{project}"
 
 
 TABLE_FAMILY = "inet"

@@ -133,7 +133,7 @@ def create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = Non
             if net.name == name:
                 raise RuntimeFailure(f"network with name {name} already exists"
                                      + ("" if project == project_name(name) else f" (project {project})"))
-    plan = plan_create(name, subnet, gateway, internal, driver, probe_host(), environment=environment)
+    plan = plan_create(name, subnet, gateway, internal, driver, probe_host(firewall=True), environment=environment)
     executor.up(plan)
     from compose_net import state
 

@@ -88,6 +88,8 @@ class Observed:
     # mounting the namespace on it leaves)
     stale_netns: frozenset[str] = frozenset()
     uts: Mapping[str, Optional[UtsFacts]] = field(default_factory=dict)  # /run/utsns names; None: absent
+    iptables: Mapping[tuple, bool] = field(default_factory=dict)  # (family, table, chain, rule): present
+    firewalld: Mapping[tuple[str, str], bool] = field(default_factory=dict)  # (zone, interface): in it
 
     def namespace(self, ns: Optional[str]) -> Optional[NamespaceFacts]:
         return self.host if ns is None else self.namespaces.get(ns)
@@ -110,6 +112,8 @@ class Query:
     tables: frozenset[tuple[str, str]] = frozenset()
     dns: frozenset[str] = frozenset()
     uts: frozenset[str] = frozenset()
+    iptables: frozenset[tuple] = frozenset()  # (family, table, chain, rule) of our rules in others' chains
+    firewalld: frozenset[tuple[str, str]] = frozenset()  # (zone, interface)
 
 
 # ops that name a link of the namespace they work in (`ns`; None: the host)
@@ -126,6 +130,8 @@ def query(ops: Iterable[O.Op]) -> Query:
     tables: set[tuple[str, str]] = set()
     dns: set[str] = set()
     uts: set[str] = set()
+    rules: set[tuple] = set()
+    zones: set[tuple[str, str]] = set()
     for op in ops:
         ns = getattr(op, "ns", None)
         if ns:
@@ -159,8 +165,13 @@ def query(ops: Iterable[O.Op]) -> Query:
             tables.add((op.family, op.table))
         elif isinstance(op, (O.DnsStart, O.DnsStop)):
             dns.add(op.project)
+        elif isinstance(op, (O.IptablesInsert, O.IptablesDelete)):
+            rules.add((op.family, op.table, op.chain, op.rule))
+        elif isinstance(op, (O.FirewalldAdd, O.FirewalldRemove)):
+            zones.add((op.zone, op.interface))
     return Query(frozenset(host_links), frozenset(namespaces), frozenset(ipv6), frozenset(kinds),
-                 frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns), frozenset(uts))
+                 frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns), frozenset(uts),
+                 iptables=frozenset(rules), firewalld=frozenset(zones))
 
 
 # --- reading the kernel ----------------------------------------------------------------------
@@ -184,7 +195,29 @@ def read(q: Query) -> Observed:
     stale = frozenset(name for name, facts in inside.items() if facts is None and os.path.lexists(netns.path(name)))
     return Observed(host=host, namespaces=inside, files={path: _read_file(path) for path in q.files},
                     tables={t: _table_shape(*t) for t in q.tables}, dns={p: _dns_facts(p) for p in q.dns},
-                    stale_netns=stale, uts={name: _uts_facts(name) for name in q.uts})
+                    stale_netns=stale, uts={name: _uts_facts(name) for name in q.uts},
+                    iptables={r: _iptables_present(*r) for r in sorted(q.iptables)},
+                    firewalld=_firewalld_zones(q.firewalld))
+
+
+def _iptables_present(family: str, table: str, chain: str, rule: tuple) -> bool:
+    from compose_net.errors import RuntimeFailure
+    from compose_net.executor import iptables
+
+    try:
+        return iptables.present(family, table, chain, rule)
+    except RuntimeFailure:  # no iptables here: the rule cannot be there either
+        return False
+
+
+def _firewalld_zones(wanted: frozenset[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    from compose_net.executor import firewalld
+
+    if not wanted:
+        return {}
+    if not firewalld.running():
+        return {key: False for key in wanted}
+    return {key: firewalld.has_interface(*key) for key in sorted(wanted)}
 
 
 def _host_facts(q: Query) -> NamespaceFacts:

@@ -2,7 +2,9 @@
 
 Planning is pure: IPAM and naming look only at a `HostFacts`, so a test builds one by hand
 (`HostFacts()` is an empty host). `probe_host()` reads /proc, /sys and the state directory
-directly: no netlink socket, no subprocess, no module loading, a few milliseconds.
+directly (no netlink socket, no module loading, a few milliseconds), and, for the commands that
+plan, the host's other firewalls: one `nft -j list chains` (through executor/nft.py, the only
+nft caller) and, when firewalld's table is there, `firewall-cmd --state`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,72 @@ class HostAddress:
 
 
 @dataclass(frozen=True)
+class BaseChain:
+    """A base chain of another owner's table: where it hooks and what it does by default."""
+
+    family: str  # ip, ip6, inet, ...
+    table: str
+    name: str
+    hook: str  # forward, input, prerouting, postrouting, output
+    priority: int
+    policy: str  # accept or drop
+
+    def describe(self) -> str:
+        return f"{self.family} {self.table} {self.name} (hook {self.hook}, policy {self.policy})"
+
+
+@dataclass(frozen=True)
+class HostFirewall:
+    """The host's other firewalls, as far as compose-net needs them: the base chains on the
+    forward, input and nat hooks of every table but compose-net's own, and the chains that
+    tell their owners (Docker's DOCKER-USER, ufw's ufw-user-forward, firewalld's and
+    netavark's tables, libvirt's chains). `known` False: the ruleset could not be read."""
+
+    known: bool = False
+    chains: tuple[BaseChain, ...] = ()
+    # (family, table, chain) of every chain of another owner, base or not
+    names: frozenset[tuple[str, str, str]] = frozenset()
+    firewalld_running: bool = False
+
+    def has(self, family: str, table: str, chain: str) -> bool:
+        return (family, table, chain) in self.names
+
+    def tables(self) -> frozenset[tuple[str, str]]:
+        return frozenset((f, t) for f, t, _ in self.names)
+
+
+HOOKS = ("forward", "input", "prerouting", "postrouting", "output")
+
+
+def read_firewall(chains: Optional[list]) -> HostFirewall:
+    """The host's firewalls from `nft -j list chains` output (None: unreadable)."""
+    if chains is None:
+        return HostFirewall()
+    base: list[BaseChain] = []
+    names: set[tuple[str, str, str]] = set()
+    for c in chains:
+        family, table, name = str(c.get("family", "")), str(c.get("table", "")), str(c.get("name", ""))
+        if family == naming.TABLE_FAMILY and table.startswith(naming.TABLE_PREFIX):
+            continue  # compose-net's own projects
+        names.add((family, table, name))
+        if c.get("hook") in HOOKS:
+            base.append(BaseChain(family, table, name, str(c["hook"]), int(c.get("prio", 0) or 0),
+                                  str(c.get("policy", "accept"))))
+    return HostFirewall(True, tuple(base), frozenset(names))
+
+
+def _firewall() -> HostFirewall:
+    from compose_net.executor import firewalld, nft
+
+    fw = read_firewall(nft.list_chains())
+    if ("inet", "firewalld") in fw.tables():
+        import dataclasses
+
+        fw = dataclasses.replace(fw, firewalld_running=firewalld.running())
+    return fw
+
+
+@dataclass(frozen=True)
 class HostFacts:
     routes: tuple[HostRoute, ...] = ()  # main table, default routes left out
     addresses: tuple[HostAddress, ...] = ()
@@ -63,6 +131,7 @@ class HostFacts:
     features: frozenset[str] = frozenset()  # subset of FEATURES keys the kernel has
     netns: frozenset[str] = frozenset()
     features_known: bool = False  # False: could not tell (treat every feature as maybe present)
+    firewall: HostFirewall = field(default_factory=HostFirewall)  # the host's other firewalls
     daemon_json: str = ""  # the host settings file's text ("" when there is none)
     daemon_json_path: str = DAEMON_JSON
 
@@ -256,7 +325,8 @@ def _projects() -> dict[str, "Summary"]:
     return out
 
 
-def probe_host() -> HostFacts:
+def probe_host(firewall: bool = False) -> HostFacts:
+    """The host's facts; `firewall`: read the other firewalls too (the commands that plan)."""
     routes = _routes_v4(_read("/proc/net/route")) + _routes_v6(_read("/proc/net/ipv6_route"))
     addresses = _addresses_v4(_read("/proc/net/fib_trie"), routes) + _addresses_v6(_read("/proc/net/if_inet6"))
     servers, resolv = _resolv()
@@ -276,6 +346,7 @@ def probe_host() -> HostFacts:
         features=features,
         netns=netns,
         features_known=known,
+        firewall=_firewall() if firewall else HostFirewall(),
         daemon_json=_read(daemon_json_path()),
         daemon_json_path=daemon_json_path(),
     )

@@ -207,6 +207,9 @@ class Summary:
     networks: tuple[NetworkState, ...] = ()
     containers: tuple[ContainerState, ...] = ()
     standalone: bool = False  # a network made by `network create`, not a compose project
+    # other tools' container bridges on the host when planned (docker0, br-<id>, virbr0, ...):
+    # the firewall keeps new connections from the project's bridges out of them
+    foreign_bridges: tuple[str, ...] = ()
     created: Optional[str] = None  # ISO time, for `network ls/inspect`
     version: int = VERSION
     live: Live = field(default_factory=Live)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what compose-net and its tests need on a fresh Debian machine (run as root):
-# the kernel tools (iproute2, nftables), dig for DNS checks, and a venv under .venv with the
+# the kernel tools (iproute2, nftables, iptables), dig for DNS checks, and a venv under .venv with the
 # package (editable) and its test extras. Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
+# rules in Docker's and ufw's iptables-nft chains are written with iptables itself
+command -v iptables >/dev/null || need+=(iptables)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v flock >/dev/null || need+=(util-linux)
 command -v ping >/dev/null || need+=(iputils-ping)

@@ -125,14 +125,13 @@ class BridgeDriver(Driver):
         return layout, notes
 
     @staticmethod
-    def legacy_layout() -> NetworkLayout:
-        """Docker's docker0: 172.17.0.0/16 on `cn0`, in a link group no project owns."""
+    def legacy_layout(subnet: ipam.Subnet) -> NetworkLayout:
+        """Docker's docker0: `cn0` with the subnet `ipam.legacy_subnet` chose (172.17.0.0/16
+        when free), in a link group no project owns."""
         return NetworkLayout(
             key="", name=naming.LEGACY_NETWORK, driver="bridge", unit=LEGACY_UNIT, group=naming.LEGACY_GROUP,
             bridge=naming.LEGACY_BRIDGE, external=True, shared=True, forwards=True,
-            subnets=(ipam.Subnet(ipam.LEGACY_SUBNET, ipam.LEGACY_GATEWAY,
-                                 note=f"{naming.LEGACY_NETWORK}: the legacy default bridge "
-                                 f"{ipam.LEGACY_SUBNET} on {naming.LEGACY_BRIDGE}, shared by all projects"),),
+            subnets=(subnet,),
         )
 
     def network_ops(self, net: NetworkLayout, facts: HostFacts) -> tuple[list[Op], list[str]]:

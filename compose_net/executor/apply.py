@@ -463,6 +463,24 @@ def _nft_delete(ap: Applier, seq: int, op: O.NftDelete) -> None:
     _guarded(ap, seq, op, lambda: nft and nft.delete_table(op.family, op.table))
 
 
+def _iptables(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        from compose_net.executor import iptables
+
+        action = iptables.insert if add else iptables.delete
+        _guarded(ap, seq, op, lambda: action(op.family, op.table, op.chain, op.rule))
+    return handler
+
+
+def _firewalld(add: bool):
+    def handler(ap: Applier, seq: int, op) -> None:
+        from compose_net.executor import firewalld
+
+        action = firewalld.add_interface if add else firewalld.remove_interface
+        _guarded(ap, seq, op, lambda: action(op.zone, op.interface))
+    return handler
+
+
 def _dns_start(ap: Applier, seq: int, op: O.DnsStart) -> None:
     control = _peer(ap, "compose_net.dns.control", "the embedded DNS server")
     _guarded(ap, seq, op, lambda: control and control.start(op.project, op.records))
@@ -511,6 +529,10 @@ HANDLERS: dict[str, Callable[[Applier, int, O.Op], None]] = {
     O.FileRemove.kind: _file_remove,
     O.NftApply.kind: _nft_apply,
     O.NftDelete.kind: _nft_delete,
+    O.IptablesInsert.kind: _iptables(True),
+    O.IptablesDelete.kind: _iptables(False),
+    O.FirewalldAdd.kind: _firewalld(True),
+    O.FirewalldRemove.kind: _firewalld(False),
     O.DnsStart.kind: _dns_start,
     O.DnsStop.kind: _dns_stop,
 }

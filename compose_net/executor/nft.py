@@ -111,3 +111,18 @@ def list_table_if_present(family: str, table: str) -> Any:
             return None
         raise RuntimeFailure(f"nft could not list table {family} {table}: {_message(proc)}")
     return json.loads(proc.stdout).get("nftables", [])
+
+
+def list_chains() -> Any:
+    """Every chain of every table as `nft -j list chains` gives them (base chains with their
+    hook, priority and policy), or None when nft cannot be run or read the ruleset."""
+    try:
+        proc = _run(["-j", "list", "chains"])
+    except RuntimeFailure:
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        return [item["chain"] for item in json.loads(proc.stdout).get("nftables", []) if "chain" in item]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from compose_net import drivers, graph as pgraph, ipam, naming
 from compose_net.dns.records import ttl_setting
+from compose_net import hostfw
 from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OPT, NONE, SHARES, UNSUPPORTED,
                                       InterfaceLayout, NetworkLayout, interface_sysctls)
 from compose_net.errors import ConfigError, PlanError
@@ -162,7 +163,8 @@ class Layout:
                                f"bridge name {name!r} is longer than {naming.IFNAMSIZ} bytes")
                 own_devs.add(name)
         previous = {n.name: [str(s.subnet) for s in n.subnets] for n in self.own.owned_networks()} if self.own else {}
-        subnets = ipam.choose_subnets(project, facts, own_devs, previous=previous)
+        legacy = ipam.legacy_subnet(project, facts) if any(m == LEGACY for m in self.modes.values()) else None
+        subnets = ipam.choose_subnets(project, facts, own_devs, previous=previous, legacy=legacy)
         self.networks: dict[str, NetworkLayout] = {}
         for net in pgraph.networks(self.graph):
             key = net.key
@@ -178,10 +180,11 @@ class Layout:
             layout, notes = drivers.get(net.driver).layout(net, base)
             self.notes += [s.note for s in layout.subnets] + notes
             self.networks[key] = layout
-        if any(m == LEGACY for m in self.modes.values()):
+        if legacy is not None:
             from compose_net.drivers.bridge import BridgeDriver
 
-            self.networks[""] = BridgeDriver.legacy_layout()
+            self.networks[""] = BridgeDriver.legacy_layout(legacy)
+            self.notes.append(legacy.note)
 
     def _external(self, net: Network, base: NetworkLayout, used: bool) -> NetworkLayout:
         """An external network: not ours to create; its devices and subnets come from the state of
@@ -517,8 +520,8 @@ class Layout:
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
-            networks=tuple(nets), containers=tuple(self._container_state(box) for box in self.box_order),
-            live=self.live)
+            foreign_bridges=hostfw.foreign_bridges(self.facts), networks=tuple(nets),
+            containers=tuple(self._container_state(box) for box in self.box_order), live=self.live)
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

@@ -11,7 +11,8 @@ Each op is a frozen dataclass with
 - `note`: why the planner chose this (IPAM reasons); not part of the op's identity.
 
 Object keys: ("netns", name) · ("uts", name) · ("link", ns, name) · ("file", path) ·
-("nft", family, table) · ("dns", project) · ("group", number).
+("nft", family, table) · ("dns", project) · ("group", number) · ("iptables", family, table,
+chain, rule) · ("firewalld", zone, interface).
 """
 
 from __future__ import annotations
@@ -659,6 +660,86 @@ class NftDelete(Op):
 
     def deletes(self) -> tuple[Key, ...]:
         return (("nft", self.family, self.table),)
+
+
+@dataclass(frozen=True)
+class IptablesInsert(Op):
+    """One rule at the head of another owner's iptables chain (Docker's DOCKER-USER, ufw's
+    ufw-user-forward, a hand-made FORWARD), added with iptables itself: those are iptables-nft
+    tables, which a rule written with `nft` would make unmanageable for their owner. `rule` is
+    the whole spec after the chain, with a comment naming the project, so `-C` and `-D` find
+    exactly this rule and never one we did not add. `owner` says whose chain it is."""
+
+    kind: ClassVar[str] = "iptables_insert"
+    family: str  # ip (iptables) or ip6 (ip6tables)
+    table: str
+    chain: str
+    rule: tuple[str, ...]
+    owner: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        import shlex
+
+        tool = "ip6tables" if self.family == "ip6" else "iptables"
+        return f"{tool} -t {self.table} -I {self.chain} {shlex.join(self.rule)}"
+
+    def inverse(self) -> Op:
+        return IptablesDelete(self.unit, self.family, self.table, self.chain, self.rule)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("iptables", self.family, self.table, self.chain, self.rule),)
+
+
+@dataclass(frozen=True)
+class IptablesDelete(Op):
+    kind: ClassVar[str] = "iptables_delete"
+    removal: ClassVar[bool] = True
+    family: str
+    table: str
+    chain: str
+    rule: tuple[str, ...]
+
+    def describe(self) -> str:
+        import shlex
+
+        tool = "ip6tables" if self.family == "ip6" else "iptables"
+        return f"{tool} -t {self.table} -D {self.chain} {shlex.join(self.rule)}"
+
+    def deletes(self) -> tuple[Key, ...]:
+        return (("iptables", self.family, self.table, self.chain, self.rule),)
+
+
+@dataclass(frozen=True)
+class FirewalldAdd(Op):
+    """A project bridge in a firewalld zone that forwards, through firewalld's own interface
+    (runtime configuration: a firewalld reload drops it, the next `up` repairs it)."""
+
+    kind: ClassVar[str] = "firewalld_add"
+    zone: str
+    interface: str
+
+    def describe(self) -> str:
+        return f"firewall-cmd --zone={self.zone} --add-interface={self.interface}"
+
+    def inverse(self) -> Op:
+        return FirewalldRemove(self.unit, self.zone, self.interface)
+
+    def creates(self) -> tuple[Key, ...]:
+        return (("firewalld", self.zone, self.interface),)
+
+
+@dataclass(frozen=True)
+class FirewalldRemove(Op):
+    kind: ClassVar[str] = "firewalld_remove"
+    removal: ClassVar[bool] = True
+    zone: str
+    interface: str
+
+    def describe(self) -> str:
+        return f"firewall-cmd --zone={self.zone} --remove-interface={self.interface}"
+
+    def deletes(self) -> tuple[Key, ...]:
+        return (("firewalld", self.zone, self.interface),)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ what the firewall and the DNS server are computed from.
 Order of ops: host sysctls; networks (bridges, their sysctls and gateway addresses); containers
 in the graph's creation order (namespace, IPv6 DAD off, per interface: link, up, addresses;
 default routes; the user's `net.*` sysctls; /etc/netns/NAME/{resolv.conf,hosts}); the recorded
-state; the firewall's one table; the DNS server.
+state; the firewall's one table; the rules other firewalls of the host need (`hostfw`); the
+DNS server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 import ipaddress
 from typing import Any, Optional
 
-from compose_net import drivers, naming, summary as summaries
+from compose_net import drivers, hostfw, naming, summary as summaries
 from compose_net.drivers.base import HOST, SHARES, UNSUPPORTED
 from compose_net.model import Project
 from compose_net.plan.layout import HOSTS_HEADER, Box, Layout, layout as _layout, one_token  # noqa: F401 (re-exported)
@@ -84,6 +85,11 @@ def _plan_up(lay: Layout, facts: HostFacts) -> Plan:
     path = naming.summary_path(project.name)
     ops.append(FileWrite("state", path, summaries.to_text(summ), mode=0o600))
     ops.append(firewall_op(summ))
+    # after the project's own table: its isolation is in place before another owner's chain opens
+    host_rules = hostfw.plan(summ, facts.firewall)
+    ops += host_rules.ops
+    lay.notes += host_rules.notes
+    lay.warnings += host_rules.warnings
     if any(b.embedded_dns for b in lay.boxes.values()):
         ops.append(DnsStart("dns", project.name, path))
     return Plan(project.name, tuple(ops), tuple(lay.notes), tuple(dict.fromkeys(lay.warnings)), summ)

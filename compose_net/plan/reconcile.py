@@ -134,6 +134,10 @@ def _exists(op: O.Op, observed: Observed) -> bool:
     if isinstance(op, O.DnsStart):
         dns = observed.dns.get(op.project)
         return dns is not None and dns.pid != 0
+    if isinstance(op, O.IptablesInsert):
+        return observed.iptables.get((op.family, op.table, op.chain, op.rule), False)
+    if isinstance(op, O.FirewalldAdd):
+        return observed.firewalld.get((op.zone, op.interface), False)
     return True
 
 
@@ -376,6 +380,18 @@ def _check_dns(op: O.DnsStart, ctx: Context) -> Verdict:
     return None
 
 
+def _check_iptables(op: O.IptablesInsert, ctx: Context) -> Verdict:
+    if ctx.observed.iptables.get((op.family, op.table, op.chain, op.rule)):
+        return None
+    return _missing(f"the rule in {op.table} {op.chain}")
+
+
+def _check_firewalld(op: O.FirewalldAdd, ctx: Context) -> Verdict:
+    if ctx.observed.firewalld.get((op.zone, op.interface)):
+        return None
+    return (f"{op.interface} is not in firewalld's zone {op.zone}", [])
+
+
 CHECKS: dict[type, Callable[..., Verdict]] = {
     O.NetnsCreate: _check_netns,
     O.NetnsAlias: _check_alias,
@@ -394,6 +410,8 @@ CHECKS: dict[type, Callable[..., Verdict]] = {
     O.FileWrite: _check_file,
     O.NftApply: _check_table,
     O.DnsStart: _check_dns,
+    O.IptablesInsert: _check_iptables,
+    O.FirewalldAdd: _check_firewalld,
 }
 
 

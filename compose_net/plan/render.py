@@ -12,7 +12,7 @@ from compose_net.model import Project
 from compose_net.plan.ops import Op, Plan
 from compose_net.summary import ContainerState, NetworkState, Summary
 
-_UNIT_TITLES = {"host": "host", "state": "state", "firewall": "firewall", "dns": "dns"}
+_UNIT_TITLES = {"host": "host", "state": "state", "firewall": "firewall", "host-firewall": "other firewalls of the host", "dns": "dns"}
 
 
 def _unit_title(unit: str) -> str:

@@ -152,3 +152,79 @@ def test_plan_time_errors_point_at_the_users_line(tmp_path):
         plan_up(project, HostFacts(routes=(HostRoute(N("192.0.2.0/24"), "eth0"),)))
     assert str(e.value).endswith(
         "compose.yml:9: networks.n.ipam.config[0].subnet: subnet 192.0.2.0/25 overlaps 192.0.2.0/24 (host route via eth0)")
+
+
+# --- the legacy bridge cn0 (network_mode: bridge) ------------------------------------------------
+
+
+def legacy_project(env=None, networks=()):
+    from dataclasses import replace
+
+    p = project("lg", [svc("s", network_mode="bridge"), *[svc(f"u{n.key}", att(n.key)) for n in networks]],
+                list(networks))
+    return replace(p, environment=dict(env or {}))
+
+
+DOCKER0 = HostFacts(routes=(HostRoute(N("172.17.0.0/16"), "docker0"),),
+                    addresses=(HostAddress(ipaddress.ip_interface("172.17.0.1/16"), "docker0"),))
+
+
+def test_legacy_bridge_takes_172_17_when_free():
+    s = ipam.legacy_subnet(legacy_project(), HostFacts())
+    assert (str(s.subnet), str(s.gateway)) == ("172.17.0.0/16", "172.17.0.1")
+
+
+def test_legacy_bridge_moves_off_docker0_and_says_why_and_how_to_choose():
+    s = ipam.legacy_subnet(legacy_project(), DOCKER0)
+    assert (str(s.subnet), str(s.gateway)) == ("172.18.0.0/16", "172.18.0.1")
+    assert "172.17.0.0/16 is in use (host route via docker0)" in s.note and "COMPOSE_NET_BIP" in s.note
+    # the project's own networks then skip the legacy bridge's subnet too
+    from compose_net.plan.planner import summary
+
+    summ = summary(legacy_project(networks=[net("a", "lg")]), DOCKER0)
+    subnets = {n.name: str(n.subnets[0].subnet) for n in summ.networks}
+    assert subnets == {"bridge": "172.18.0.0/16", "lg_a": "172.19.0.0/16"}
+    assert summ.containers[0].interfaces[0].ipv4 == ipaddress.ip_interface("172.18.0.2/16")
+
+
+def test_legacy_bridge_skips_other_used_prefixes_too():
+    facts = HostFacts(routes=DOCKER0.routes + (HostRoute(N("172.18.0.0/16"), "br-0123456789ab"),))
+    assert str(ipam.legacy_subnet(legacy_project(), facts).subnet) == "172.19.0.0/16"
+
+
+def test_bip_setting_chooses_the_legacy_subnet_and_is_checked():
+    s = ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": "10.200.0.1/24"}), DOCKER0)
+    assert (str(s.subnet), str(s.gateway)) == ("10.200.0.0/24", "10.200.0.1")
+    assert "COMPOSE_NET_BIP" in s.note
+    for bad in ("10.200.0.0/24", "10.200.0.1", "fd00::1/64", "nonsense", "10.0.0.1/31"):
+        with pytest.raises(PlanError, match="COMPOSE_NET_BIP"):
+            ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": bad}), HostFacts())
+    with pytest.raises(PlanError, match=r"COMPOSE_NET_BIP=172.17.5.1/24: 172.17.5.0/24 overlaps 172.17.0.0/16 \(host route via docker0\)"):
+        ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": "172.17.5.1/24"}), DOCKER0)
+
+
+def test_legacy_bridge_keeps_what_it_holds_while_shared():
+    other = {"o": from_data({"project": "o", "networks": [
+        {"name": "bridge", "bridge": "cn0", "external": True, "shared": True,
+         "subnets": [{"subnet": "172.18.0.0/16", "gateway": "172.18.0.1"}]}]})}
+    s = ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": "10.200.0.1/24"}), HostFacts(projects=other))
+    assert str(s.subnet) == "172.18.0.0/16" and "project o" in s.note and "made anew" in s.note
+    # another project's auto subnet never lands on it
+    p = project("x", [svc("a", att("n"))], [net("n", "x")])
+    assert subnets(p, HostFacts(projects=other, routes=DOCKER0.routes)) == {"n": ["172.19.0.0/16"]}
+    facts = HostFacts(routes=(HostRoute(N("172.21.0.0/16"), "cn0"),))
+    assert str(ipam.legacy_subnet(legacy_project(), facts).subnet) == "172.21.0.0/16"
+
+
+def test_bip_from_the_host_file_as_dockerd_reads_daemon_json():
+    facts = HostFacts(routes=DOCKER0.routes, daemon_json='{"bip": "10.201.0.1/24", "debug": true}',
+                      daemon_json_path="/etc/compose-net/daemon.json")
+    s = ipam.legacy_subnet(legacy_project(), facts)
+    assert (str(s.subnet), str(s.gateway)) == ("10.201.0.0/24", "10.201.0.1")
+    assert "bip in /etc/compose-net/daemon.json" in s.note
+    # the variable wins over the file
+    s = ipam.legacy_subnet(legacy_project({"COMPOSE_NET_BIP": "10.202.0.1/24"}), facts)
+    assert str(s.subnet) == "10.202.0.0/24"
+    with pytest.raises(PlanError, match=r"bip in /etc/compose-net/daemon.json='10.201.0.0/24'"):
+        ipam.legacy_subnet(legacy_project(), HostFacts(daemon_json='{"bip": "10.201.0.0/24"}',
+                                                       daemon_json_path="/etc/compose-net/daemon.json"))
