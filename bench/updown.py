@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Attach/detach cost per container: compose-net against its peers, on one topology.
 
-N containers (N = 10, 50, 100), each on network 1 and every second one also on network 2
-(1.5 veth pairs per container), built by
+N containers (N = 10, 50, 100, 1000), each on network 1 and every second one also on network 2
+(1.5 veth pairs per container); from N > 100 on, the containers are spread over N/50 networks
+(1,000 over 20) in pairs the same way (container i on pair i mod N/100), built by
   compose-net   `python -m compose_net up` / `down` as processes (process start, loading,
                 planning, namespaces, firewall table and DNS server included), and the same plan
                 applied in-process by `executor.up` / `executor.down` (the executor alone);
@@ -17,7 +18,9 @@ timed part, and that cost is printed on its own line.
 Prints ms per container (attach / detach), the ratios to compose-net, the cost per added
 container between N=10 and N=100, and the whole `up` of 100 containers. Holds the kernel-test
 lock (/tmp/compose-net-kernel-tests.lock) unless a parent process (`flock ... bench/updown.py`)
-already does. Usage: bench/updown.py [--repeats R] [--sizes 10,50,100] [--skip-netavark]
+already does. Sizes above 100 run once per approach and without netavark (about 0.1 s per container
+each way, minutes at N=1000) unless `--netavark-all`.
+Usage: bench/updown.py [--repeats R] [--sizes 10,50,100,1000] [--skip-netavark] [--netavark-all]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
 NETAVARK = "/usr/lib/podman/netavark"
 AARDVARK = "/usr/lib/podman/aardvark-dns"
-NET1, NET2 = "10.210.0.0/16", "10.211.0.0/16"
+BIG = 100  # above this many containers, more networks, one run each
 PY = sys.executable
 
 
@@ -95,9 +99,23 @@ def settle() -> None:
     time.sleep(1.0)
 
 
+def network_count(n: int) -> int:
+    return 2 if n <= BIG else max(2, n // 50 // 2 * 2)
+
+
+def subnet(k: int) -> str:
+    """Network k's subnet (1-based): 10.210.0.0/16, 10.211.0.0/16, ..."""
+    return f"10.{209 + k}.0.0/16"
+
+
 def topology(n: int):
-    """(container index, [networks]) for the benchmark shape."""
-    return [(i, ["n1", "n2"] if i % 2 else ["n1"]) for i in range(n)]
+    """(container index, [network numbers, 1-based]) for the benchmark shape."""
+    pairs = network_count(n) // 2
+    out = []
+    for i in range(n):
+        first = 2 * (i % pairs) + 1
+        out.append((i, [first, first + 1] if i % 2 else [first]))
+    return out
 
 
 def addr(net: str, i: int) -> str:
@@ -108,21 +126,15 @@ def addr(net: str, i: int) -> str:
 
 # --- compose-net ---------------------------------------------------------------------------
 
-COMPOSE = """\
-services:
-{services}
-networks:
-  n1: {{ipam: {{config: [{{subnet: {net1}}}]}}}}
-  n2: {{ipam: {{config: [{{subnet: {net2}}}]}}}}
-"""
-
-
 def compose_file(directory: Path, n: int) -> Path:
-    lines = []
+    lines = ["services:"]
     for i, nets in topology(n):
-        lines.append(f"  c{i}: {{image: x, networks: [{', '.join(nets)}]}}")
+        lines.append(f"  c{i}: {{image: x, networks: [{', '.join(f'n{k}' for k in nets)}]}}")
+    lines.append("networks:")
+    for k in range(1, network_count(n) + 1):
+        lines.append(f"  n{k}: {{ipam: {{config: [{{subnet: {subnet(k)}}}]}}}}")
     path = directory / "compose.yml"
-    path.write_text(COMPOSE.format(services="\n".join(lines), net1=NET1, net2=NET2))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -177,6 +189,7 @@ class PeerHost:
     """A namespace standing in for the host, plus N container namespaces, for the peers."""
 
     def __init__(self, n: int):
+        self.networks = network_count(n)
         self.tag = uuid.uuid4().hex[:5]
         self.host = f"bh{self.tag}"
         self.containers = [f"bc{self.tag}-{i}" for i in range(n)]
@@ -196,23 +209,26 @@ class PeerHost:
             run("ip", "netns", "del", ns, check=False)
 
     def sh(self, script: str) -> None:
-        run("ip", "netns", "exec", self.host, "bash", "-e", "-c", script)
+        # on stdin: the script of N=1000 is longer than an argument may be
+        run("ip", "netns", "exec", self.host, "bash", "-e", "-s", stdin=script)
 
 
-def _bridges(tag: str) -> list[tuple[str, str, str]]:
-    return [(f"b1{tag}", NET1, "n1"), (f"b2{tag}", NET2, "n2")]
+def _bridges(peer: PeerHost) -> list[tuple[str, str]]:
+    """(bridge, subnet) of network k at index k - 1."""
+    return [(f"b{k}{peer.tag}", subnet(k)) for k in range(1, peer.networks + 1)]
 
 
 def naive_script(peer: PeerHost) -> tuple[str, str]:
     up, down = [], []
-    for br, net, _ in _bridges(peer.tag):
+    bridges = _bridges(peer)
+    for br, net in bridges:
         gw = addr(net, -1)
         up += [f"ip link add {br} type bridge", f"ip addr add {gw}/16 dev {br}", f"ip link set {br} up"]
     for i, nets in topology(len(peer.containers)):
         ns = peer.containers[i]
         up.append(f"ip -n {ns} link set lo up")
         for k, net_key in enumerate(nets):
-            br, net, _ = _bridges(peer.tag)[0 if net_key == "n1" else 1]
+            br, net = bridges[net_key - 1]
             host, tmp = f"v{k}{peer.tag}{i}", f"t{k}{peer.tag}{i}"
             up += [
                 f"ip link add {host} type veth peer name {tmp}",
@@ -225,19 +241,20 @@ def naive_script(peer: PeerHost) -> tuple[str, str]:
             if k == 0:
                 up.append(f"ip -n {ns} route add default via {addr(net, -1)}")
             down.append(f"ip link del {host}")
-    down += [f"ip link del {br}" for br, _, _ in _bridges(peer.tag)]
+    down += [f"ip link del {br}" for br, _ in bridges]
     return "\n".join(up), "\n".join(down)
 
 
 def batch_scripts(peer: PeerHost) -> tuple[str, dict[str, str], str]:
     host, per_ns, down = [], {}, []
-    for br, net, _ in _bridges(peer.tag):
+    bridges = _bridges(peer)
+    for br, net in bridges:
         host += [f"link add {br} up type bridge", f"addr add {addr(net, -1)}/16 dev {br}"]
     for i, nets in topology(len(peer.containers)):
         ns = peer.containers[i]
         lines = ["link set lo up"]
         for k, net_key in enumerate(nets):
-            br, net, _ = _bridges(peer.tag)[0 if net_key == "n1" else 1]
+            br, net = bridges[net_key - 1]
             name = f"v{k}{peer.tag}{i}"
             host.append(f"link add {name} master {br} up type veth peer name eth{k} netns {ns}")
             lines += [f"link set eth{k} up", f"addr add {addr(net, i)}/16 dev eth{k}"]
@@ -245,7 +262,7 @@ def batch_scripts(peer: PeerHost) -> tuple[str, dict[str, str], str]:
                 lines.append(f"route add default via {addr(net, -1)}")
             down.append(f"link del {name}")
         per_ns[ns] = "\n".join(lines) + "\n"
-    down += [f"link del {br}" for br, _, _ in _bridges(peer.tag)]
+    down += [f"link del {br}" for br, _ in bridges]
     return "\n".join(host) + "\n", per_ns, "\n".join(down) + "\n"
 
 
@@ -276,7 +293,7 @@ def ip_batch(n: int) -> tuple[float, float, float]:
 def _netavark_opts(peer: PeerHost, i: int, nets: list[str]) -> str:
     networks, info = {}, {}
     for k, key in enumerate(nets):
-        br, net, _ = _bridges(peer.tag)[0 if key == "n1" else 1]
+        br, net = _bridges(peer)[key - 1]
         name = f"bn{key}{peer.tag}"
         networks[name] = {"interface_name": f"eth{k}", "static_ips": [addr(net, i)]}
         info[name] = {
@@ -319,16 +336,62 @@ def best_runs(fn, n: int, repeats: int):
     return tuple(min(r[k] for r in runs) for k in range(len(runs[0]))), runs
 
 
-def _slope(xs: list[int], ys: list[float]) -> float:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+def _cell(row: dict, n: int) -> str:
+    if n not in row:
+        return f"{'-':>8} /{'-':>7}"
+    return f"{row[n][0] / n * 1000:8.2f} /{row[n][1] / n * 1000:7.2f}"
+
+
+def _added(row: dict, lo: int, hi: int) -> Optional[tuple[float, float]]:
+    """ms per container added between N=lo and N=hi (up, down), when both were measured."""
+    if lo not in row or hi not in row:
+        return None
+    return tuple((row[hi][k] - row[lo][k]) / (hi - lo) * 1000 for k in (0, 1))  # type: ignore[return-value]
+
+
+def report(table: dict, ns_cost: dict, splits: dict, sizes: list[int], repeats: int) -> None:
+    ref = "compose-net (CLI processes)"
+    print(f"\nattach / detach, ms per container (best of {repeats}; N > {BIG}: one run, N/50 networks);"
+          f" peers exclude namespace creation\n")
+    print(f"{'approach':38}" + "".join(f"{'N=' + str(n):>17}" for n in sizes))
+    for name, row in table.items():
+        print(f"{name:38}" + "".join(_cell(row, n) for n in sizes))
+    print(f"{'(ip netns add, for the peers)':38}" + "".join(
+        f"{ns_cost[n] / n * 1000:8.2f} /{'':>7}" if n in ns_cost else f"{'-':>17}" for n in sizes))
+    spans = [(a, b) for a, b in zip(sizes, sizes[1:])]
+    small = [n for n in sizes if n <= BIG]
+    if len(small) > 1 and (small[0], small[-1]) not in spans:
+        spans.insert(0, (small[0], small[-1]))
+    for lo, hi in spans:
+        base = _added(table[ref], lo, hi)
+        if base is None:
+            continue
+        print(f"\ncost per added container between N={lo} and N={hi} (ms), and ratio to compose-net CLI:")
+        for name, row in table.items():
+            cost = _added(row, lo, hi)
+            if cost is None:
+                continue
+            extra = "" if name.startswith("compose-net") or lo not in ns_cost or hi not in ns_cost else \
+                f"   (+{(ns_cost[hi] - ns_cost[lo]) / (hi - lo) * 1000:.1f} ms namespaces)"
+            print(f"  {name:38} up {cost[0]:6.2f}  x{cost[0] / base[0]:5.1f}"
+                  f"   down {cost[1]:6.2f}  x{cost[1] / base[1]:5.1f}{extra}")
+    print("  targets: up <= 3 ms, down <= 1.5 ms per added container, flat up to N=1000")
+    for n, target in ((100, "up < 1 s"), (1000, "up < 3 s, down < 1.5 s")):
+        if n in table[ref]:
+            print(f"whole `up` of {n} containers, process start included: {table[ref][n][0]:.2f} s;"
+                  f" `down`: {table[ref][n][1]:.2f} s (target {target})")
+    for n in sizes:
+        if splits.get(n):
+            print(f"  N={n}: in-process executor time (median) in " +
+                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in splits[n].items()))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default="10,50,100")
+    parser.add_argument("--sizes", default="10,50,100,1000")
     parser.add_argument("--skip-netavark", action="store_true")
+    parser.add_argument("--netavark-all", action="store_true", help="netavark at N > 100 too (minutes)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/updown.py needs root", file=sys.stderr)
@@ -349,54 +412,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for n in sizes:
-            (u, dn), _ = best_runs(lambda n: ours_cli(d, n), n, args.repeats)
+            repeats = args.repeats if n <= BIG else 1
+            (u, dn), _ = best_runs(lambda n: ours_cli(d, n), n, repeats)
             table["compose-net (CLI processes)"][n] = (u, dn)
             lib_runs = []
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 settle()
                 lib_runs.append(ours_lib(d, n))
             table["compose-net executor (in-process)"][n] = (min(r[0] for r in lib_runs), min(r[1] for r in lib_runs))
             splits[n] = {k: statistics.median(r[2].get(k, 0.0) for r in lib_runs) for k in lib_runs[0][2]}
             for name, fn in approaches.items():
-                if fn is None:
+                if fn is None or (fn is netavark and n > BIG and not args.netavark_all):
                     continue
-                (a, dt, nss), _ = best_runs(fn, n, args.repeats)
+                (a, dt, nss), _ = best_runs(fn, n, repeats)
                 table[name][n] = (a, dt)
                 ns_cost[n] = nss
     lock.close()
-
-    ref = "compose-net (CLI processes)"
-    print(f"\nattach / detach, ms per container (best of {args.repeats}); peers exclude namespace creation\n")
-    head = f"{'approach':38}" + "".join(f"{'N=' + str(n):>17}" for n in sizes)
-    print(head)
-    for name, row in table.items():
-        cells = "".join(f"{row[n][0] / n * 1000:8.2f} /{row[n][1] / n * 1000:7.2f}" for n in sizes)
-        print(f"{name:38}{cells}")
-    print(f"{'(ip netns add, for the peers)':38}" + "".join(f"{ns_cost[n] / n * 1000:8.2f} /{'':>7}" for n in sizes))
-    lo, hi = min(sizes), max(sizes)
-    if lo != hi:
-        print(f"\ncost per added container between N={lo} and N={hi} (ms), and ratio to compose-net CLI:")
-        base = table[ref]
-        ours_up = (base[hi][0] - base[lo][0]) / (hi - lo) * 1000
-        ours_down = (base[hi][1] - base[lo][1]) / (hi - lo) * 1000
-        for name, row in table.items():
-            up = (row[hi][0] - row[lo][0]) / (hi - lo) * 1000
-            down = (row[hi][1] - row[lo][1]) / (hi - lo) * 1000
-            extra = "" if name.startswith("compose-net") else f"   (+{(ns_cost[hi] - ns_cost[lo]) / (hi - lo) * 1000:.1f} ms namespaces)"
-            print(f"  {name:38} up {up:6.2f}  x{up / ours_up:5.1f}   down {down:6.2f}  x{down / ours_down:5.1f}{extra}")
-        print("  targets: up <= 5 ms, down <= 3 ms per added container")
-        if len(sizes) > 2:
-            print(f"least-squares slope over N={','.join(map(str, sizes))} (ms per container, less sensitive to one noisy run):")
-            for name, row in table.items():
-                up, down = (_slope(sizes, [row[n][k] for n in sizes]) * 1000 for k in (0, 1))
-                print(f"  {name:38} up {up:6.2f}   down {down:6.2f}")
-    if 100 in table[ref]:
-        print(f"\nwhole `up` of 100 containers, process start included: {table[ref][100][0]:.2f} s (target < 1.5 s);"
-              f" `down`: {table[ref][100][1]:.2f} s")
-    for n in sizes:
-        if splits.get(n):
-            print(f"  N={n}: in-process executor time (median) in " +
-                  ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in splits[n].items()))
+    report(table, ns_cost, splits, sizes, args.repeats)
     return 0
 
 

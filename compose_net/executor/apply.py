@@ -49,7 +49,8 @@ class Applier:
         self.home = namespaces.home_fd()
         self.sockets: dict[Optional[str], Rtnl] = {}
         self.nsfds: dict[str, int] = {}
-        self.indexes: dict[tuple[Optional[str], str], int] = {}
+        # link indexes by namespace, then name: `forget` drops one name or one namespace in O(1)
+        self.indexes: dict[Optional[str], dict[str, int]] = {}
         self.batch: list[tuple[int, O.Op, int, bytes]] = []
         self.batch_ns: object = _NO_BATCH
         # settings that need the batch's links to exist first (sysfs knobs of a new bridge port)
@@ -156,18 +157,25 @@ class Applier:
         return fd
 
     def index(self, ns: Optional[str], name: str) -> Optional[int]:
-        key = (ns, name)
-        if key not in self.indexes:
-            self.flush()  # the link may be in the batch not yet sent
+        known = self.indexes.setdefault(ns, {})
+        found = known.get(name)
+        if found is None:
+            if self.batch and self.batch_ns is None:
+                # Links are made on the host's socket only (a veth's peer, a macvlan, born in
+                # their namespace): a host batch not yet sent may hold this one. A container's
+                # own batch (links up, addresses) makes none, and stays queued.
+                self.flush()
             found = self.socket(ns).link_index(name)
             if found is None:
                 return None
-            self.indexes[key] = found
-        return self.indexes[key]
+            known[name] = found
+        return found
 
     def forget(self, ns: Optional[str], name: Optional[str] = None) -> None:
-        for key in [k for k in self.indexes if k[0] == ns and (name is None or k[1] == name)]:
-            del self.indexes[key]
+        if name is None:
+            self.indexes.pop(ns, None)
+        else:
+            self.indexes.get(ns, {}).pop(name, None)
 
     def queue(self, ns: Optional[str], seq: int, op: O.Op, build: Callable[[int], bytes]) -> None:
         if self.batch and self.batch_ns != ns:
@@ -251,8 +259,7 @@ def _netns_create(ap: Applier, seq: int, op: O.NetnsCreate) -> None:
             raise OSError(errno.EEXIST, f"network namespace {op.name} already exists") from None
         ap.nsfds[op.name] = fd
         ap.sockets[op.name] = sock
-        ap.forget(op.name)
-        ap.indexes[(op.name, "lo")] = 1
+        ap.indexes[op.name] = {"lo": 1}
 
     ap.direct(seq, op, create)
 

@@ -36,3 +36,12 @@ def test_every_imported_package_is_a_declared_dependency():
             missing[module] = sorted(dists)
     assert not missing, f"imported but not in pyproject.toml dependencies: {missing}"
     assert {"pyyaml", "jsonschema", "referencing", "networkx", "pyroute2"} <= declared
+
+
+def test_every_declared_dependency_is_imported():
+    """And nothing more: a dependency the package does not import is a dependency too many."""
+    declared = {normalized(re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0])
+                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    imported = {normalized(d) for module in imported_top_level_modules() for d in providers.get(module, [module])}
+    assert declared <= imported, f"declared but never imported: {sorted(declared - imported)}"
