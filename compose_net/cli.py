@@ -72,11 +72,35 @@ def build_parser() -> argparse.ArgumentParser:
     nc.add_argument("-d", "--driver", default="bridge")
     nr = nsub.add_parser("rm", help="remove networks made by `network create`")
     nr.add_argument("names", nargs="+", metavar="NAME")
+    nsub.add_parser("prune", help="remove the networks made by `network create` that no container uses")
+    ncon = nsub.add_parser("connect", help="connect a running container to a network")
+    ncon.add_argument("--alias", action="append", default=[], metavar="A", help="a DNS name on that network")
+    ncon.add_argument("--ip", metavar="ADDR", help="its IPv4 address (networks with a given subnet)")
+    ncon.add_argument("--ip6", metavar="ADDR", help="its IPv6 address")
+    ncon.add_argument("network", metavar="NET")
+    ncon.add_argument("container", metavar="CONTAINER")
+    ndis = nsub.add_parser("disconnect", help="disconnect a container from a network")
+    ndis.add_argument("-f", "--force", action="store_true", help="accepted, as by docker")
+    ndis.add_argument("network", metavar="NET")
+    ndis.add_argument("container", metavar="CONTAINER")
 
     e = sub.add_parser("exec", help="run a command in a container's namespace")
     e.add_argument("--index", type=int, default=1, help="replica number (default 1)")
     e.add_argument("service", metavar="SERVICE")
     e.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+
+    r = sub.add_parser("run", help="an ad-hoc container on networks, or a one-off container of a service")
+    r.add_argument("--network", action="append", default=[], metavar="NET",
+                   help="a network made by `network create`, a project's network (full name), host or none")
+    r.add_argument("--name", help="container name (default run-<6 hex>)")
+    r.add_argument("--hostname")
+    r.add_argument("--alias", action="append", default=[], metavar="A")
+    r.add_argument("--ip", metavar="ADDR", help="its IPv4 address on the first network")
+    r.add_argument("--publish", action="append", default=[], metavar="[IP:]HOST:CONTAINER[/PROTO]")
+    r.add_argument("-d", "--detach", action="store_true", help="keep the container (until `rm` or `down`)")
+    r.add_argument("words", nargs=argparse.REMAINDER, metavar="[SERVICE] [-- CMD...]")
+    rm = sub.add_parser("rm", help="remove containers made by `run --detach`")
+    rm.add_argument("names", nargs="+", metavar="NAME")
 
     g = sub.add_parser("graph", help="the topology as Mermaid or Graphviz text")
     g.add_argument("--format", choices=("mermaid", "dot"), default=None)
@@ -84,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     ck = sub.add_parser("check", help="exit 0 when the kernel matches the plan, 1 listing every difference")
     ck.add_argument("--json", action="store_true", help="the differences as JSON")
+
+    r = sub.add_parser("reach", help="who reaches whom, on which ports and why (--verify: prove it live)")
+    r.add_argument("source", nargs="?", metavar="FROM", help="a service, container, host or outside")
+    r.add_argument("target", nargs="?", metavar="TO", help="a service, container, host or outside")
+    r.add_argument("--json", action="store_true", help="the cells as JSON")
+    fmt = r.add_mutually_exclusive_group()
+    fmt.add_argument("--dot", action="store_true", help="the open cells as a Graphviz graph")
+    fmt.add_argument("--mermaid", action="store_true", help="the open cells as a Mermaid flowchart")
+    r.add_argument("--verify", action="store_true",
+                   help="on a project that is up: test every cell live, print the disagreeing ones, exit 1 if any")
+    r.add_argument("--max-probes", type=int, default=2000, metavar="N",
+                   help="with --verify: probe at most N (port, cell) pairs, sampling beyond (default 2000)")
+    r.add_argument("--timeout", type=float, default=0.5, metavar="SECONDS",
+                   help="with --verify: how long a closed port is waited for (default 0.5)")
 
     sub.add_parser("dns", help="run the project's embedded DNS server in the foreground")
     return p
@@ -348,8 +386,13 @@ def cmd_down(args: argparse.Namespace) -> int:
             # as `docker compose down` warns about a project it finds nothing of
             print(f"warning: project {name} is not up: nothing to remove", file=sys.stderr)
             return 0
-        recorded = _recorded_summary(name)
+        summary = state.read_summary(name)
+        if summary is not None and summary.live.containers:
+            from compose_net import liveops
+
+            liveops.stop_adhoc(summary)  # the processes `run --detach` left in its containers
         executor.down(name, progress=reporter)
+        recorded = summary
         if recorded is not None and recorded.cluster:
             from compose_net import cluster
 
@@ -360,15 +403,6 @@ def cmd_down(args: argparse.Namespace) -> int:
                 print(f"warning: {exc}; this host's endpoints expire with its lease", file=sys.stderr)
     reporter.done(f"project {name} is down", time.monotonic() - started)
     return 0
-
-
-def _recorded_summary(name: str) -> Any:
-    from compose_net import state
-
-    try:
-        return state.read_summary(name)
-    except Exception:  # no state or an unreadable one: down works from the journal alone
-        return None
 
 
 def _summaries() -> list:
@@ -502,7 +536,21 @@ def cmd_network(args: argparse.Namespace) -> int:
         return 1 if missing else 0
     from compose_net import netadmin, state
 
+    if sub in ("connect", "disconnect"):
+        from compose_net import liveops
+
+        with state.host_lock():
+            if sub == "connect":
+                liveops.connect(args.network, args.container, args.alias, args.ip, args.ip6)
+            else:
+                liveops.disconnect(args.network, args.container, args.force)
+        return 0
     with state.host_lock():
+        if sub == "prune":
+            removed = netadmin.prune()
+            if removed:
+                _out("Deleted Networks:\n" + "\n".join(removed))
+            return 0
         if sub == "create":
             netadmin.create(args.name, subnet=args.subnet, gateway=args.gateway,
                             internal=args.internal, driver=args.driver, environment=dict(os.environ))
@@ -561,6 +609,84 @@ def cmd_exec(args: argparse.Namespace) -> int:
     return 127  # not reached
 
 
+def _run_words(args: argparse.Namespace) -> tuple[Optional[str], list[str]]:
+    """SERVICE and CMD of `run [SERVICE] [-- CMD...]` (no SERVICE when --network is given)."""
+    words = list(args.words)
+    service = None
+    if not args.network and words and words[0] != "--":
+        service = words.pop(0)
+    if words and words[0] == "--":
+        words = words[1:]
+    return service, words
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compose_net import liveops, state
+
+    service, cmd = _run_words(args)
+    if cmd:
+        _runnable(cmd[0])
+    with state.host_lock():
+        if service is not None:
+            if args.network or args.ip or args.publish or args.name:
+                raise ConfigError("run", 0, "SERVICE", "--network, --name, --ip and --publish are for ad-hoc "
+                                  "containers, not with SERVICE")
+            started = liveops.run_service(_load(args).project, service)
+        else:
+            started = liveops.run(args.network, args.name, args.hostname, args.alias, args.ip, args.publish,
+                                  args.detach)
+    ctr = started.container
+    from compose_net.executor import namespaces
+
+    if args.detach:
+        if cmd:
+            namespaces.spawn(ctr.netns, ctr.uts, cmd, log=str(state.project_dir(started.project) / f"run-{ctr.name}.log"))
+        _out(ctr.name)
+        return 0
+    return _run_attached(ctr, cmd or [os.environ.get("SHELL") or "/bin/sh"])
+
+
+def _run_attached(ctr: Any, cmd: list[str]) -> int:
+    """CMD in the container with our stdio; the container goes when it ends, also when we are
+    told to stop (the signal is passed on to CMD first)."""
+    import signal
+
+    from compose_net import liveops, state
+    from compose_net.executor import namespaces
+
+    sys.stdout.flush()
+    proc = namespaces.spawn(ctr.netns, ctr.uts, cmd)
+    passed = {sig: signal.signal(sig, lambda signum, _: proc.send_signal(signum))
+              for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        status = proc.wait()
+    finally:
+        for sig, old in passed.items():
+            signal.signal(sig, signal.SIG_IGN)  # nothing stops the removal half-way
+        with state.host_lock():
+            liveops.remove(ctr.name)
+        for sig, old in passed.items():
+            signal.signal(sig, old)
+    return status if status >= 0 else 128 - status
+
+
+def _runnable(command: str) -> None:
+    import shutil
+
+    if shutil.which(command) is None:
+        raise ComposeNetError(f"{command}: executable file not found")
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from compose_net import liveops, state
+
+    with state.host_lock():
+        for name in args.names:
+            liveops.remove(name)
+            _out(name)
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     result = _load(args)
     from compose_net.plan.planner import plan_up
@@ -590,6 +716,53 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reach(args: argparse.Namespace) -> int:
+    from compose_net import reach
+
+    if args.verify:
+        return _reach_verify(args)
+    result = _load(args)
+    from compose_net.plan.planner import summary
+    from compose_net.probe import probe_host
+
+    m = reach.matrix(summary(result.project, probe_host()))
+    sources, targets = _reach_nodes(m, args)
+    if args.dot or args.mermaid:
+        _out(reach.render_graph(m, "dot" if args.dot else "mermaid"))
+    elif args.json:
+        _out(json.dumps(reach.to_json(m, sources, targets), indent=2))
+    else:
+        _out(reach.render_text(m, sources, targets))
+    return 0
+
+
+def _reach_nodes(m: Any, args: argparse.Namespace) -> tuple[Optional[list], Optional[list]]:
+    try:
+        sources = m.find(args.source) if args.source else None
+        targets = m.find(args.target) if args.target else None
+    except LookupError as exc:
+        raise ConfigError("reach", 0, "FROM" if args.source and str(args.source) in str(exc) else "TO",
+                          str(exc)) from None
+    return sources, targets
+
+
+def _reach_verify(args: argparse.Namespace) -> int:
+    from compose_net import reach, reach_verify, state
+
+    name = _project_name(args)
+    recorded = state.read_summary(name)
+    if recorded is None:
+        raise ComposeNetError(f"project {name} is not up: reach --verify tests a running project")
+    m = reach.matrix(recorded)
+    sources, targets = _reach_nodes(m, args)
+    report = reach_verify.verify(m, sources, targets, max_probes=args.max_probes, timeout=args.timeout)
+    if args.json:
+        _out(json.dumps(reach_verify.to_json(report), indent=2))
+    else:
+        _out(reach_verify.render_text(report))
+    return 1 if report.disagreements else 0
+
+
 def cmd_dns(args: argparse.Namespace) -> int:
     name = _project_name(args)
     import logging
@@ -611,8 +784,11 @@ COMMANDS = {
     "network": cmd_network,
     "exec": cmd_exec,
     "graph": cmd_graph,
+    "run": cmd_run,
+    "rm": cmd_rm,
     "check": cmd_check,
     "dns": cmd_dns,
+    "reach": cmd_reach,
 }
 
 

@@ -53,6 +53,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from . import policy
 from .errors import PlanError
 from .summary import ContainerState, InterfaceState, NetworkState, PortState, Summary
 
@@ -78,7 +79,8 @@ MASQUERADE = "masquerade"
 HAIRPIN = "hairpin"
 GUARD = "localhost guard"
 REPLIES = "replies"
-GROUPS = (PORTS, ISOLATION, INTERNAL, ICC, MASQUERADE, HAIRPIN, GUARD, REPLIES)
+POLICY = "policy"
+GROUPS = (PORTS, ISOLATION, INTERNAL, ICC, POLICY, MASQUERADE, HAIRPIN, GUARD, REPLIES)
 
 # nft's own parser takes comments of at most 128 bytes (NFTNL_UDATA_COMMENT_MAXLEN): longer ones
 # pass the JSON path but make `nft list table` output that `nft -f` refuses to load again.
@@ -107,7 +109,7 @@ def table(summary: Summary) -> Table:
     targets = list(_port_targets(summary, by_name))
     _localhost_guard(builder)
     _isolated_input(builder, networks)
-    _forward(builder, networks, targets, summary.foreign_bridges)
+    _forward(builder, networks, targets, policy.resolve(summary), summary.foreign_bridges)
     _nat(builder, networks, [t for t in targets if not t.routed])
     return Table(builder.document(), builder.words())
 
@@ -161,8 +163,11 @@ def _foreign(builder: "_Builder", networks: list[NetworkState], foreign: tuple[s
 
 
 def _forward(builder: "_Builder", networks: list[NetworkState], targets: list["_PortTarget"],
-             foreign: tuple[str, ...] = ()) -> None:
+             policies: policy.Policies, foreign: tuple[str, ...] = ()) -> None:
     builder.chain("forward", "filter", "forward", 0)
+    # First: policy only drops (its chains `return` what they allow), so the rules below still
+    # hold for what it lets through.
+    _policy(builder, policies)
     for net in networks:
         br, name = net.bridge, net.name
         if net.internal:
@@ -270,6 +275,80 @@ def _nat(builder: "_Builder", networks: list[NetworkState], targets: list["_Port
             builder.rule("postrouting", *exprs, group=group, words=words)
 
 
+# --- per-service policy ---------------------------------------------------------------------
+
+_RETURN = {"return": None}
+_CT_NEW = {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}
+
+
+def _policy(builder: "_Builder", policies: policy.Policies) -> None:
+    """Each guarded container gets a chain per hook: forward (other containers, outside) and
+    output (ingress: the host's own connections) or input (egress: to the host's addresses).
+    A chain returns what a grant names and drops the rest; only new connections go there."""
+    if not policies.ingress and not policies.egress:
+        return
+    hooks = []
+    if policies.ingress:
+        hooks.append(("policy-output", "output"))
+    if policies.egress:
+        hooks.append(("policy-input", "input"))
+    for name, hook in hooks:
+        builder.chain(name, "filter", hook, 0)
+    for guard in policies.ingress.values():
+        _guard_chains(builder, guard, policies.bridges, "policy-output")
+    for guard in policies.egress.values():
+        _guard_chains(builder, guard, policies.bridges, "policy-input")
+
+
+def _guard_chains(builder: "_Builder", guard: policy.Guard, bridges: tuple[str, ...], host_hook: str) -> None:
+    ingress = guard.direction == policy.INGRESS
+    chain, host_chain = f"{guard.direction}-{guard.container}", f"{guard.direction}-{guard.container}-host"
+    builder.chain(chain)
+    builder.chain(host_chain)
+    who, their = (("to", "daddr"), ("from", "saddr"))[not ingress]
+    for addr in guard.addresses:
+        on = _iif(addr.bridge) if not ingress else None
+        for hook, target, words in (("forward", chain, "containers and outside"),
+                                    (host_hook, host_chain, "the host itself")):
+            exprs = [_CT_NEW] + ([on] if on else []) + [_addr_match(their, addr.ip)]
+            builder.rule(hook, *exprs, {"jump": {"target": target}}, group=POLICY,
+                         words=f"new connections {who} {guard.container} {addr.ip} ({addr.network}) "
+                               f"{'from' if ingress else 'to'} {words}: its {guard.direction} rules")
+    peer_side, peer_if = ("saddr", _iif) if ingress else ("daddr", _oif)
+    for grant in guard.grants:
+        says = f"{guard.container} {guard.direction}[{grant.index}]"
+        for ports, text in _port_matches(grant):
+            for addr in grant.addresses:
+                builder.rule(chain, peer_if(addr.bridge), _addr_match(peer_side, addr.ip), *ports, _RETURN,
+                             group=POLICY, words=f"{says}: {addr.ip} on {addr.bridge}, {text}: allowed")
+            if grant.outside and bridges:
+                builder.rule(chain, peer_if(bridges[0] if len(bridges) == 1 else {"set": list(bridges)}, "!="),
+                             *ports, _RETURN, group=POLICY, words=f"{says}: outside, {text}: allowed")
+            if grant.host:
+                builder.rule(host_chain, *ports, _RETURN, group=POLICY, words=f"{says}: the host, {text}: allowed")
+    for target, whom in ((chain, "containers and outside"), (host_chain, "the host")):
+        builder.rule(target, _DROP, group=POLICY, words=f"{guard.container}: any other new connection "
+                                                        f"{'from' if ingress else 'to'} {whom}: dropped")
+
+
+def _port_matches(grant: policy.Grant) -> list[tuple[list[dict[str, Any]], str]]:
+    """The port matches of a grant with their words, one per protocol; every port: one empty match."""
+    if not grant.ports:
+        return [([], "every port")]
+    out = []
+    for proto in dict.fromkeys(p.protocol for p in grant.ports):
+        mine = sorted((p for p in grant.ports if p.protocol == proto), key=lambda p: p.first)
+        values: list[Any] = [p.first if p.first == p.last else {"range": [p.first, p.last]} for p in mine]
+        right = values[0] if len(values) == 1 else {"set": values}
+        out.append(([_match({"payload": {"protocol": proto, "field": "dport"}}, right)],
+                    ", ".join(policy.port_text(p) for p in mine)))
+    return out
+
+
+def _addr_match(field: str, ip) -> dict[str, Any]:
+    return _match({"payload": {"protocol": "ip" if ip.version == 4 else "ip6", "field": field}}, str(ip))
+
+
 # --- published ports --------------------------------------------------------------------------
 
 
@@ -346,6 +425,11 @@ class _PortTarget:
 
 def _span(first: int, last: int) -> str:
     return f"{first}-{last}" if last != first else str(first)
+
+
+def port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterable[_PortTarget]:
+    """Every published port resolved to the address it is DNATed to (what `reach` reads)."""
+    return _port_targets(summary, networks)
 
 
 def _port_targets(summary: Summary, networks: dict[str, NetworkState]) -> Iterable[_PortTarget]:

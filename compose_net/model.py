@@ -112,6 +112,25 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class PolicyPort:
+    """A port or range of one protocol a policy rule allows (`5432/tcp`, `8000-8010/udp`)."""
+
+    first: int
+    last: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One `x-compose-net.ingress`/`egress` rule: its peers (services, `host`, `outside`) and
+    ports (empty: every port of every protocol)."""
+
+    peers: tuple[str, ...]
+    ports: tuple[PolicyPort, ...] = ()
+    keypath: str = ""
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     network_mode: Optional[str] = None  # None, "host", "none", "bridge", "service:X", "container:X"
@@ -132,6 +151,9 @@ class Service:
     container_name: Optional[str] = None
     profiles: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    # x-compose-net policy: None is Docker's behaviour (no rule), () allows nothing
+    ingress: Optional[tuple[PolicyRule, ...]] = None
+    egress: Optional[tuple[PolicyRule, ...]] = None
     keypath: str = ""  # services.NAME
 
 

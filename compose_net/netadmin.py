@@ -50,13 +50,11 @@ def _pool(subnet: Optional[str], gateway: Optional[str]) -> IpamPool:
     return IpamPool(subnet=net, gateway=gw, keypath="ipam.config[0]")
 
 
-def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
-                internal: bool = False, driver: str = "bridge", facts: Any = None,
-                created: Optional[str] = None, environment: Optional[Mapping[str, str]] = None) -> Plan:
-    """The plan that makes network `name` (pure given `facts`; `environment` holds
+def standalone_project(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
+                       internal: bool = False, driver: str = "bridge",
+                       environment: Optional[Mapping[str, str]] = None) -> Project:
+    """The one-network project `net.NAME` that `network create NAME` plans (`environment` holds
     COMPOSE_NET_DEFAULT_ADDRESS_POOLS when the caller's shell sets it)."""
-    from compose_net.plan.planner import plan_up
-
     _check_name(name)
     if driver != "bridge":
         raise ConfigError("network create", 0, "--driver",
@@ -65,12 +63,37 @@ def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] 
     net = Network(key=name, name=name, driver="bridge", internal=internal, ipam_pools=pools,
                   enable_ipv6=any(p.subnet is not None and p.subnet.version == 6 for p in pools),
                   keypath=f"networks.{name}")
-    project = Project(name=project_name(name), working_dir="/", services={}, networks={name: net},
-                      containers=(), environment=dict(environment or {}))
-    plan = plan_up(project, facts)
-    summary_path = naming.summary_path(project.name)
+    return Project(name=project_name(name), working_dir="/", services={}, networks={name: net}, containers=(),
+                   environment=dict(environment or {}))
+
+
+def recorded_project(summary: Summary) -> Project:
+    """The project of a network made here, again from its recorded state (its containers are
+    the live edits `run` made on it, applied by the planner)."""
+    net = summary.networks[0]
+    given = net.user_subnet and net.subnets
+    first = net.subnets[0] if given else None
+    return standalone_project(net.name, str(first.subnet) if first else None,
+                              str(first.gateway) if first and first.gateway else None, net.internal)
+
+
+def plan_create(name: str, subnet: Optional[str] = None, gateway: Optional[str] = None,
+                internal: bool = False, driver: str = "bridge", facts: Any = None,
+                created: Optional[str] = None, environment: Optional[Mapping[str, str]] = None) -> Plan:
+    """The plan that makes network `name` (pure given `facts`)."""
+    from compose_net.plan.planner import plan_up
+
+    project = standalone_project(name, subnet, gateway, internal, driver, environment)
+    return finish(plan_up(project, facts), created or _now())
+
+
+def finish(plan: Plan, created: Optional[str]) -> Plan:
+    """A standalone network's plan: its state says so (and when it was made); its bridge may
+    DNAT ports published on loopback out of it."""
+    summary_path = naming.summary_path(plan.project)
     ops = []
     state = dataclasses.replace(plan.state, standalone=True, created=created or _now())
+    internal = bool(state.networks) and state.networks[0].internal
     for op in plan.ops:
         if isinstance(op, FileWrite) and op.path == summary_path:
             op = dataclasses.replace(op, content=to_text(state))
@@ -129,9 +152,30 @@ def remove(name: str) -> None:
             raise RuntimeFailure(f"network {name} belongs to project {owners[0]}: "
                                  f"`compose-net -p {owners[0]} down` removes it")
         raise RuntimeFailure(f"no such network: {name}")
-    users = sorted(
-        c.name for p, s in summaries.items() if p != project
-        for c in s.containers for i in c.interfaces if i.network == name)
+    users = _users(summaries, name)
     if users:
         raise RuntimeFailure(f"network {name} has active endpoints: {', '.join(users)}")
     executor.down(project)
+
+
+def _users(summaries: dict[str, Summary], name: str) -> list[str]:
+    """Every container, of any project (ad-hoc ones on the network itself included), with an
+    interface on network `name`."""
+    return sorted(c.name for s in summaries.values() for c in s.containers
+                  for i in c.interfaces if i.network == name)
+
+
+def prune() -> list[str]:
+    """Remove every network made by `create` that no container uses; their names."""
+    from compose_net import executor
+
+    summaries = _summaries()
+    removed = []
+    for project, summary in sorted(summaries.items()):
+        if not (summary.standalone and project.startswith(PREFIX)):
+            continue
+        name = project[len(PREFIX):]
+        if not _users(summaries, name) and not summary.containers:
+            executor.down(project)
+            removed.append(name)
+    return removed

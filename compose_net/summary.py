@@ -60,6 +60,7 @@ class NetworkState:
     subnets: tuple[SubnetState, ...] = ()
     shared: bool = False  # the legacy default bridge, shared by every project
     vxlan: Optional[VxlanState] = None
+    user_subnet: bool = False  # its subnet was given (ipam.config / --subnet): `--ip` allowed on it
     enable_ipv4: bool = True
     gateway_mode_ipv4: str = "nat"  # Docker's gateway modes: nat, nat-unprotected, routed, isolated
     gateway_mode_ipv6: str = "nat"
@@ -117,6 +118,22 @@ class LinkState:
 
 
 @dataclass(frozen=True)
+class PolicyPortState:
+    first: int
+    last: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class PolicyRuleState:
+    """One rule of a service's `x-compose-net` ingress or egress, as written: its peers
+    (service names, `host`, `outside`) and ports (empty: every port and protocol)."""
+
+    peers: tuple[str, ...]
+    ports: tuple[PolicyPortState, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerState:
     name: str
     service: str
@@ -138,10 +155,64 @@ class ContainerState:
     expose: tuple[str, ...] = ()
     embedded_dns: bool = False  # its resolv.conf points at 127.0.0.11
     host: Optional[str] = None  # another host's container (its underlay address): known from the cluster store
+    # its service's policy (`policy.resolve` reads it): None is Docker's behaviour, () allows nothing
+    ingress: Optional[tuple[PolicyRuleState, ...]] = None
+    egress: Optional[tuple[PolicyRuleState, ...]] = None
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """`network connect NET CONTAINER`: an interface beyond the container's compose file, kept
+    by `up` until the container is disconnected or the project goes down."""
+
+    container: str
+    network: str  # the full network name
+    ifname: str  # chosen once (the next free ethN), so a later edit never renames it
+    aliases: tuple[str, ...] = ()
+    ipv4: Optional[ipaddress.IPv4Address] = None  # --ip
+    ipv6: Optional[ipaddress.IPv6Address] = None  # --ip6
+
+
+@dataclass(frozen=True)
+class Disconnection:
+    """`network disconnect` of a network the compose file gives the container."""
+
+    container: str
+    network: str
+
+
+@dataclass(frozen=True)
+class AdHoc:
+    """A container made by `run`: on `networks` (full names, the first is eth0), or a one-off
+    of `service` (`run SERVICE`: its networks and aliases)."""
+
+    name: str
+    networks: tuple[str, ...] = ()
+    service: Optional[str] = None
+    hostname: Optional[str] = None
+    aliases: tuple[str, ...] = ()
+    ipv4: Optional[ipaddress.IPv4Address] = None  # --ip, on the first network
+    ipv6: Optional[ipaddress.IPv6Address] = None
+    ports: tuple[PortState, ...] = ()  # --publish (`published` as given)
+    detach: bool = False
+
+
+@dataclass(frozen=True)
+class Live:
+    """The project's live edits: what `network connect/disconnect` and `run` changed on top of
+    its compose file. The planner applies them to the project's graph, so every plan (`up`
+    too) holds them, and they are recorded with the state they produce."""
+
+    connections: tuple[Connection, ...] = ()
+    disconnections: tuple[Disconnection, ...] = ()
+    containers: tuple[AdHoc, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.connections or self.disconnections or self.containers)
 
 
 @dataclass(frozen=True)
@@ -162,6 +233,7 @@ class Summary:
     created: Optional[str] = None  # ISO time, for `network ls/inspect`
     cluster: Optional[str] = None  # the cluster store's URL (etcd://...) when overlay networks span hosts
     version: int = VERSION
+    live: Live = field(default_factory=Live)
 
     def network(self, name: str) -> Optional[NetworkState]:
         return next((n for n in self.networks if n.name == name), None)

@@ -291,3 +291,59 @@ def inode(name: str) -> Optional[int]:
         return os.fstat(fd).st_ino
     finally:
         os.close(fd)
+
+
+def spawn(netns: Optional[str], uts: Optional[str], cmd: list[str], log: Optional[str] = None) -> "subprocess.Popen":
+    """CMD in a container (`run`): its UTS namespace entered in the child before the exec, then
+    `ip netns exec` (network namespace, /etc/netns files). With `log`, detached: its own session,
+    stdin from /dev/null, stdout and stderr appended to `log`; else the caller's stdio."""
+    import subprocess
+
+    argv = ["ip", "netns", "exec", netns, *cmd] if netns else list(cmd)
+    preexec = (lambda: enter_uts(uts)) if uts else None
+    if log is None:
+        return subprocess.Popen(argv, preexec_fn=preexec)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        return subprocess.Popen(argv, preexec_fn=preexec, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                start_new_session=True)
+    finally:
+        os.close(fd)
+
+
+def pids(name: str) -> list[int]:
+    """Processes in network namespace NAME (as `ip netns pids`: by the namespace's identity)."""
+    want = inode(name)
+    if want is None:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if st.st_ino == want and st.st_dev == _nsfs_dev():
+            found.append(int(entry))
+    return found
+
+
+def stop(name: str, grace: float = 2.0) -> None:
+    """End every process in network namespace NAME: SIGTERM, then SIGKILL after `grace` s."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = pids(name)
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            time.sleep(0.02)
+            left = [p for p in left if os.path.exists(f"/proc/{p}")]
+        if not left:
+            return

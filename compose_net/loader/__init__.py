@@ -253,7 +253,7 @@ def _load(opts: LoadOptions) -> LoadResult:
     enabled = normalize.targeted_services(raw_services, opts.services)
     config = normalize.normalize(merged, name, profiles, variables, enabled)
     file_dirs.update({display: project_dir for _, display in files})
-    problems = checks.run_checks(config, loc, merged, project_dir, file_dirs)
+    problems = checks.run_checks(config, loc, merged, project_dir, file_dirs, warnings)
     if problems:
         raise ConfigErrors(problems)
     project = build.build_project(config, loc, merged, project_dir, tuple(p for p, _ in files), variables)

@@ -9,6 +9,7 @@ import ipaddress
 from typing import Any, Mapping
 
 from compose_net.keypath import locate, parse_path
+from compose_net.loader import policy
 from compose_net.loader.source import Loc
 from compose_net.model import (AddressPool, Attachment, Container, Dependency, ExtraHost, IpamPool, Link, Network, PortMapping,
                                Project, Service)
@@ -101,6 +102,7 @@ def replicas_of(svc: dict) -> int:
 
 
 def _service(name: str, svc: dict) -> Service:
+    ingress, egress = policy.parse(name, svc)
     mode = svc.get("network_mode")
     if mode == "default":
         mode = None
@@ -137,6 +139,8 @@ def _service(name: str, svc: dict) -> Service:
         container_name=svc.get("container_name"),
         profiles=tuple(str(p) for p in svc.get("profiles") or ()),
         labels=_str_map(svc.get("labels")),
+        ingress=ingress,
+        egress=egress,
         keypath=f"services.{name}",
     )
 

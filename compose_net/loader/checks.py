@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from compose_net.errors import ConfigError, one_line
 from compose_net.keypath import Part, format_path, locate
-from compose_net.loader import inputs
+from compose_net.loader import inputs, policy
 from compose_net.loader.normalize import parse_extra_host, parse_port, parse_volume, volume_is_named
 from compose_net.loader.source import Loc
 from compose_net.model import BUILTIN_DRIVERS, PROTOCOLS
@@ -69,6 +69,7 @@ class Context:
     loc: Loc  # of the merged files
     raw: dict  # merged data before normalization (profiles not applied)
     errors: list[ConfigError] = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # ConfigWarning: legal, but surely not meant
     static: dict = field(default_factory=dict)  # (network, address) -> keypath
     bindings: dict = field(default_factory=dict)  # (protocol, port) -> [(host_ip, keypath)]
     subnet_cache: dict = field(default_factory=dict)  # network key -> [ip_network]
@@ -88,6 +89,12 @@ class Context:
     def error(self, parts: list, message: str) -> None:
         file, line = locate(self.loc, self.raw, parts)
         self.errors.append(ConfigError(file, line, format_path(parts), message))
+
+    def warn(self, parts: list, message: str) -> None:
+        from compose_net.errors import ConfigWarning, Where
+
+        file, line = locate(self.loc, self.raw, parts)
+        self.warnings.append(ConfigWarning(Where(file, line, format_path(parts)), message))
 
     def service_ref(self, parts: list, name: str, what: str) -> bool:
         """True when `name` is an enabled service; else one error naming why not."""
@@ -930,17 +937,21 @@ PROJECT_RULES: list[Callable[[Context], None]] = [
     check_overlapping_subnets,
     check_dependency_cycles,
     check_extension,
+    policy.check,
 ]
 
 
 def run_checks(data: dict, loc: Loc, raw: dict, project_dir: Optional[str] = None,
-               file_dirs: Optional[dict] = None) -> list[ConfigError]:
+               file_dirs: Optional[dict] = None, warnings: Optional[list] = None) -> list[ConfigError]:
     """Every problem of the normalized `data`. `project_dir` (and `file_dirs`, display name of a
-    file -> the directory its relative paths start from) enable the checks of paths."""
+    file -> the directory its relative paths start from) enable the checks of paths; `warnings`,
+    when given, receives the warnings (ConfigWarning)."""
     ctx = Context(data, loc, raw, project_dir=project_dir, file_dirs=dict(file_dirs or {}))
     for pattern, rule in SERVICE_RULES:
         for parts, value in iter_matches(data, pattern):
             rule(ctx, parts, value)
     for project_rule in PROJECT_RULES:
         project_rule(ctx)
+    if warnings is not None:
+        warnings.extend(ctx.warnings)
     return ctx.errors

@@ -29,8 +29,8 @@ from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OP
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
-from compose_net.summary import (ContainerState, InterfaceState, LinkState, NetworkState, PortState, SubnetState,
-                                 Summary, VxlanState)
+from compose_net.summary import (ContainerState, InterfaceState, LinkState, Live, NetworkState, PolicyPortState,
+                                 PolicyRuleState, PortState, SubnetState, Summary, VxlanState)
 
 EMBEDDED_DNS = "127.0.0.11"
 
@@ -125,8 +125,9 @@ def _dyn_note(subnet: Optional[ipam.Subnet]) -> str:
 
 
 class Layout:
-    def __init__(self, g: Any, project: Project, facts: HostFacts):
+    def __init__(self, g: Any, project: Project, facts: HostFacts, live: Live = Live()):
         self.graph = g
+        self.live = live
         self.project = project
         self.facts = facts
         self.warnings: list[str] = []
@@ -508,6 +509,7 @@ class Layout:
 
     def summary(self) -> Summary:
         project = self.project
+        given = {n.key: any(p.subnet is not None for p in n.ipam_pools) for n in pgraph.networks(self.graph)}
         nets = []
         for key, net in self.networks.items():
             if drivers.get(net.driver).container_mode is not None and not net.external:
@@ -520,13 +522,14 @@ class Layout:
                 subnets=tuple(SubnetState(s.subnet, s.gateway, s.ip_range) for s in net.subnets),
                 shared=net.shared, vxlan=VxlanState(net.vxlan, net.vni) if net.vxlan else None,
                 enable_ipv4=net.enable_ipv4, gateway_mode_ipv4=net.gateway_mode4, gateway_mode_ipv6=net.gateway_mode6,
-                trusted_interfaces=net.trusted_interfaces))
+                trusted_interfaces=net.trusted_interfaces, user_subnet=given.get(key, False)))
         return Summary(
             project=project.name, group=self.group, table=naming.table_name(project.name),
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
             foreign_bridges=hostfw.foreign_bridges(self.facts), networks=tuple(nets),
             containers=tuple(self._container_state(box) for box in self.box_order) + self._remote_states(),
+            live=self.live,
             cluster=self.facts.cluster.url if self.facts.cluster else None)
 
     def _remote_states(self) -> tuple[ContainerState, ...]:
@@ -559,7 +562,8 @@ class Layout:
             network_mode=svc.network_mode, shares=box.shares, hostname=box.hostname or None,
             domainname=svc.domainname, dns=svc.dns, dns_search=svc.dns_search, dns_opt=svc.dns_opt,
             links=tuple(LinkState(link.service, link.alias) for link in svc.links), interfaces=tuple(ifaces),
-            ports=tuple(box.ports), expose=svc.expose, embedded_dns=box.embedded_dns)
+            ports=tuple(box.ports), expose=svc.expose, embedded_dns=box.embedded_dns,
+            ingress=_rules(svc.ingress), egress=_rules(svc.egress))
 
     # --- files --------------------------------------------------------------------------------
 
@@ -644,6 +648,22 @@ class Layout:
         return "\n".join(lines) + "\n"
 
 
-def layout(project: Project, facts: Optional[HostFacts] = None, g: Any = None) -> Layout:
-    return Layout(g if g is not None else pgraph.build_graph(project), project,
-                  facts if facts is not None else HostFacts())
+def _rules(rules):
+    if rules is None:
+        return None
+    return tuple(PolicyRuleState(r.peers, tuple(PolicyPortState(p.first, p.last, p.protocol) for p in r.ports))
+                 for r in rules)
+
+
+def layout(project: Project, facts: Optional[HostFacts] = None, g: Any = None, live: Optional[Live] = None) -> Layout:
+    """The laid-out project; `live` (default: the project's recorded live edits) is applied to
+    its graph first (`plan.live`)."""
+    from compose_net.plan import live as live_edits
+
+    facts = facts if facts is not None else HostFacts()
+    g = g if g is not None else pgraph.build_graph(project)
+    own = facts.projects.get(project.name)
+    if live is None:
+        live = own.live if own is not None else Live()
+    kept = live_edits.apply(g, project, live, own) if live else live
+    return Layout(g, project, facts, kept)

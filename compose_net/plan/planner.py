@@ -44,16 +44,17 @@ def firewall_op(summary: summaries.Summary) -> Op:
     return NftApply("firewall", naming.TABLE_FAMILY, summary.table, table.document, rules=table.rules)
 
 
-def plan_up(project: Project, facts: Optional[HostFacts] = None, g: Any = None) -> Plan:
+def plan_up(project: Project, facts: Optional[HostFacts] = None, g: Any = None,
+            live: Optional[summaries.Live] = None) -> Plan:
     """Every op that builds the project from nothing, in order, with the IPAM notes and the
-    host warnings."""
+    host warnings. `live`: the project's live edits (default: the recorded ones)."""
     # Planning allocates hundreds of thousands of small objects and makes no reference cycles:
     # with the collector on, its full passes over a growing heap made 5,000 services cost 7x
     # what 1,000 do. Pausing it keeps planning linear.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan_up(_layout(project, facts, g), facts if facts is not None else HostFacts())
+        return _plan_up(_layout(project, facts, g, live), facts if facts is not None else HostFacts())
     finally:
         if was_enabled:
             gc.enable()
@@ -106,6 +107,33 @@ def against_kernel(desired: Plan, facts: HostFacts, recorded: tuple[Op, ...], ob
     from compose_net.plan.reconcile import reconcile
 
     return reconcile(desired, recorded, observed, shared_in_use(desired.project, facts))
+
+
+def edit_scope(desired: Plan, recorded: tuple[Op, ...]) -> tuple[Op, ...]:
+    """What a live edit must observe: the desired ops the journal does not hold and the recorded
+    ones the edit drops. Not the running DNS server: an edit changes its records, so it is
+    reloaded anyway (`plan_edit`), and looking at its sockets in every namespace costs more
+    than the reload."""
+    want, have = set(desired.ops), set(recorded)
+    return (tuple(op for op in desired.ops if op not in have)
+            + tuple(op for op in recorded if op not in want))
+
+
+def plan_edit(project: str, facts: HostFacts, desired: Plan, recorded: tuple[Op, ...], observed: Any) -> Plan:
+    """What a live edit (`network connect/disconnect`, `run`, `rm`) applies: the difference
+    between `desired` (the project with the edit) and the journal, checked against the kernel
+    for what the edit touches (`edit_scope`); the rest is trusted as recorded."""
+    from compose_net.plan.reconcile import reconcile
+
+    import dataclasses
+
+    have = set(recorded)
+    trusted = frozenset(op for op in desired.ops if op in have and not isinstance(op, DnsStart))
+    plan = reconcile(desired, recorded, observed, shared_in_use(project, facts), trusted)
+    # the DNS server was not looked at (edit_scope): it reloads the records the edit changed
+    ops = tuple(dataclasses.replace(op, note="reload: the records changed")
+                if isinstance(op, DnsStart) and op in have else op for op in plan.ops)
+    return dataclasses.replace(plan, ops=ops)
 
 
 def shared_in_use(project: str, facts: HostFacts) -> frozenset[str]:

@@ -46,9 +46,12 @@ class Context:
 
 
 def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
-              shared_in_use: frozenset[str] = frozenset()) -> O.Plan:
+              shared_in_use: frozenset[str] = frozenset(), trusted: frozenset = frozenset()) -> O.Plan:
     """`desired` made true from what `recorded` and `observed` say there is. `shared_in_use`:
-    shared units (the legacy bridge) other projects still use, never removed here."""
+    shared units (the legacy bridge) other projects still use, never removed here. `trusted`:
+    desired ops taken to be in place as the journal records them, not checked (a live edit
+    looks at what it changes only; repairing the rest is `up`'s job), unless tied to an object
+    made again here."""
     recorded = tuple(recorded)
     removals, gone = _removals(desired.ops, recorded, observed, shared_in_use)
     ctx = Context(observed, frozenset(k for op in recorded for k in op.creates()), frozenset(gone),
@@ -56,7 +59,7 @@ def reconcile(desired: O.Plan, recorded: Iterable[O.Op], observed: Observed,
                   _dns_namespaces(desired.state))
     todo: dict[int, tuple[str, list[O.Op]]] = {}
     for i, op in enumerate(desired.ops):
-        verdict = _check(op, ctx)
+        verdict = None if op in trusted else _check(op, ctx)
         if verdict is not None:
             todo[i] = verdict
     _follow(desired.ops, todo, gone, observed)
@@ -322,7 +325,9 @@ def _check_route(op: O.RouteAdd, ctx: Context) -> Verdict:
     if any(_same_route(r, op) for r in facts.routes):
         return None
     # another route to the same destination (someone replaced it): it must go first
-    clash = [r for r in facts.routes if r.dst == op.dst and (op.metric is None or r.metric == op.metric)]
+    # (one through a link this plan removes goes with it, before: nothing to delete then)
+    clash = [r for r in facts.routes if r.dst == op.dst and (op.metric is None or r.metric == op.metric)
+             and ("link", op.ns, r.dev or op.dev) not in ctx.gone]
     run: list[O.Op] = [O.RouteDel(op.unit, op.ns, r.dst, r.dev or op.dev, r.gateway, r.metric,
                                   note=f"route {r.dst} via {r.gateway} dev {r.dev} is in the way") for r in clash]
     what = "default route" if op.dst.prefixlen == 0 else f"route {op.dst}"
