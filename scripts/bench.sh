@@ -15,3 +15,4 @@ flock /tmp/compose-net-kernel-tests.lock .venv/bin/python bench/updown.py
 flock /tmp/compose-net-kernel-tests.lock .venv/bin/python bench/dns.py
 .venv/bin/python bench/reconcile.py
 .venv/bin/python bench/reach.py  # takes the kernel-test lock itself for its verify part
+.venv/bin/python bench/connect.py  # takes the kernel-test lock itself
