@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from compose_net import cluster
-from compose_net.executor import netlink
 from compose_net.summary import Summary, from_text
 
 log = logging.getLogger("compose_net.dns")
@@ -33,16 +32,11 @@ class ClusterSync:
         self.url = summary.cluster
         self.remote: frozenset = cluster.remote_of(summary)  # what the last `up` programmed
         self.lock = threading.Lock()
+        from compose_net.executor import netlink
+
         self.rtnl = netlink.Rtnl()  # opened here, on the main thread, in the host's namespace
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="cluster-sync", daemon=True)
-
-    @staticmethod
-    def wanted(records: Path) -> bool:
-        try:
-            return bool(from_text(records.read_text(), str(records)).cluster)
-        except Exception:
-            return False
 
     def start(self) -> None:
         self.thread.start()
@@ -87,6 +81,8 @@ class ClusterSync:
             before = self.remote
         if now == before:
             return
+        from compose_net.executor import netlink  # imported by ClusterSync() already: a lookup
+
         messages = []
         for ep in before - now:
             index = self.rtnl.link_index(devices[ep.network])

@@ -240,6 +240,8 @@ class Server:
         digest = records_digest(raw)
         try:
             summary = from_text(raw.decode(), str(self.records))
+            if self.sync is None and summary.cluster:
+                self._start_sync()
             if self.sync is not None:
                 summary = self.sync.merge(summary)  # other hosts' endpoints as the store has them
             records = build(summary)
@@ -348,7 +350,6 @@ class Server:
         old = {s: signal.signal(s, _note_signal) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
         old_wake = signal.set_wakeup_fd(self._wake_w)
         try:
-            self._start_sync()
             self.reload()
             self._loop()
         finally:
@@ -361,12 +362,12 @@ class Server:
             self._remove_files()
 
     def _start_sync(self) -> None:
+        # imported only for a project that spans hosts: a server without a cluster stays small
         from compose_net.dns.cluster_sync import ClusterSync
 
-        if ClusterSync.wanted(self.records):
-            # the change is served by the main loop: the wake pipe carries it as a SIGHUP would
-            self.sync = ClusterSync(self.records, lambda: os.write(self._wake_w, bytes([signal.SIGHUP])))
-            self.sync.start()
+        # the change is served by the main loop: the wake pipe carries it as a SIGHUP would
+        self.sync = ClusterSync(self.records, lambda: os.write(self._wake_w, bytes([signal.SIGHUP])))
+        self.sync.start()
 
     def _loop(self) -> None:
         poll = self.ep.poll
