@@ -1,7 +1,7 @@
 """Per-endpoint sysctls (`com.docker.network.endpoint.sysctls`): what they become, and the abuse
 they must not allow. A compose file comes from a stranger; each setting becomes a write under
 /proc/sys as root, so only the attachment's own interface may be reached (the kernel test
-shows the settings land inside, tests/kernel/test_gateway_modes.py)."""
+shows the settings land inside, tests/kernel/test_gateway_modes_traffic.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Docker 27-29's bridge options in plans (no root): gateway modes, IPv6-only networks, host
 binding, trusted host interfaces, each as Docker's docs ("Port publishing and mapping", "Bridge
 network driver") describe it. The kernel tests show the modes on real traffic
-(tests/kernel/test_gateway_modes.py)."""
+(tests/kernel/test_gateway_modes_traffic.py)."""
 
 from __future__ import annotations
 
