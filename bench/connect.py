@@ -15,8 +15,6 @@ Usage: bench/connect.py [--containers N] [--repeats R]
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
 import statistics
 import subprocess
 import sys
@@ -25,31 +23,13 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
-PY = sys.executable
+from harness import PY, ROOT, kernel_lock, timed_cli, two_networks  # noqa: E402
 DOCKER_MS = {"connect": 74.0, "disconnect": 89.0}  # Docker 20.10, this machine (issue 11)
 TARGET_MS = 100.0
 
 
 def compose(n: int) -> str:
-    lines = ["services:"]
-    for i in range(n):
-        nets = "[n1, n2]" if i % 2 else "[n1]"
-        lines.append(f"  s{i}:\n    image: x\n    networks: {nets}")
-    lines.append("networks:\n  n1: {ipam: {config: [{subnet: 10.212.0.0/16}]}}\n"
-                 "  n2: {ipam: {config: [{subnet: 10.213.0.0/16}]}}")
-    return "\n".join(lines) + "\n"
-
-
-def cli(*args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    start = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "compose_net", *args], capture_output=True, text=True, env=env, cwd=str(ROOT))
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"compose-net {' '.join(args)} failed: {proc.stderr}")
-    return elapsed
+    return two_networks(n, "10.212.0.0/16", "10.213.0.0/16")
 
 
 def main() -> None:
@@ -57,8 +37,7 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    lock = open(LOCK_PATH, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = kernel_lock()  # noqa: F841 (held while the file is open)
     project = "bench" + uuid.uuid4().hex[:6]
     net, ctr = f"{project}_n2", f"{project}-s0-1"
     times: dict[str, list[float]] = {"connect": [], "disconnect": []}
@@ -67,10 +46,10 @@ def main() -> None:
         file.write_text(compose(args.containers))
         subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "compose_net")], check=True)
         try:
-            cli("-p", project, "-f", str(file), "up")
+            timed_cli("-p", project, "-f", str(file), "up")
             for _ in range(args.repeats):
-                times["connect"].append(cli("network", "connect", net, ctr))
-                times["disconnect"].append(cli("network", "disconnect", net, ctr))
+                times["connect"].append(timed_cli("network", "connect", net, ctr))
+                times["disconnect"].append(timed_cli("network", "disconnect", net, ctr))
             phases = breakdown(net, ctr)
         finally:
             subprocess.run([PY, "-m", "compose_net", "-p", project, "down"], capture_output=True, cwd=str(ROOT))

@@ -21,7 +21,6 @@ Usage: bench/reach.py [--repeats R] [--no-verify]
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import statistics
@@ -35,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+from harness import kernel_lock  # noqa: E402
+
 PY = sys.executable
 
 CLIENT = r"""
@@ -133,8 +133,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def bench_verify(repeats: int) -> list[tuple[str, float, str]]:
     name = "rb" + uuid.uuid4().hex[:7]
     example = str(ROOT / "examples" / "policy" / "compose.yml")
-    with open(LOCK_PATH, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with kernel_lock():
         try:
             cli("-p", name, "-f", example, "up", "--quiet")
             times, report = [], None
@@ -155,7 +154,6 @@ def bench_verify(repeats: int) -> list[tuple[str, float, str]]:
             t_peer = (time.perf_counter() - t0) / max(1, len(sample)) * len(probes)
         finally:
             cli("-p", name, "down", "--quiet", check=False)
-            fcntl.flock(lock, fcntl.LOCK_UN)
     return [
         (f"reach --verify, 7 containers ({len(probes)} probes, {bad} disagree)", t_verify, ""),
         ("peer: ip netns exec per probe", t_peer, f"{t_peer / t_verify:.1f}x"),

@@ -19,8 +19,6 @@ Usage: bench/reconcile.py [--containers N] [--repeats R]
 from __future__ import annotations
 
 import argparse
-import fcntl
-import os
 import statistics
 import subprocess
 import sys
@@ -32,30 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+from harness import kernel_lock, timed_cli, two_networks  # noqa: E402
+
 PY = sys.executable
 
 
 def compose(n: int) -> str:
-    lines = ["services:"]
-    for i in range(n):
-        nets = "[n1, n2]" if i % 2 else "[n1]"
-        lines.append(f"  s{i}:\n    image: x\n    networks: {nets}")
-    lines.append("networks:\n  n1: {ipam: {config: [{subnet: 10.210.0.0/16}]}}\n"
-                 "  n2: {ipam: {config: [{subnet: 10.211.0.0/16}]}}")
-    return "\n".join(lines) + "\n"
+    return two_networks(n, "10.210.0.0/16", "10.211.0.0/16")
 
 
 def cli(project: str, file: Path, *args: str, check: bool = True, extra_env: dict | None = None) -> float:
-    # bytecode written as a user's runs write it: the first run pays for the compilation, not each
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | (extra_env or {})
-    start = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "compose_net", "-p", project, "-f", str(file), *args],
-                          capture_output=True, text=True, env=env, cwd=str(ROOT))
-    elapsed = time.perf_counter() - start
-    if check and proc.returncode != 0:
-        raise SystemExit(f"compose-net {' '.join(args)} failed: {proc.stderr}")
-    return elapsed
+    return timed_cli("-p", project, "-f", str(file), *args, check=check, extra_env=extra_env)
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -67,8 +52,7 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    lock = open(LOCK_PATH, "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = kernel_lock()  # noqa: F841 (held while the file is open)
     project = "bench" + uuid.uuid4().hex[:6]
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "compose.yml"

@@ -26,7 +26,6 @@ Usage: bench/updown.py [--repeats R] [--sizes 10,50,100,1000] [--skip-netavark] 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import statistics
@@ -41,46 +40,12 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LOCK_PATH = "/tmp/compose-net-kernel-tests.lock"
+from harness import kernel_lock  # noqa: E402
+
 NETAVARK = "/usr/lib/podman/netavark"
 AARDVARK = "/usr/lib/podman/aardvark-dns"
 BIG = 100  # above this many containers, more networks, one run each
 PY = sys.executable
-
-
-# --- the lock ------------------------------------------------------------------------------
-
-
-def _ancestors() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid > 1:
-        pids.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return pids
-
-
-def hold_kernel_lock():
-    fh = open(LOCK_PATH, "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fh
-    except BlockingIOError:
-        pass
-    inode = os.fstat(fh.fileno()).st_ino
-    holders = set()
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
-            holders.add(int(fields[4]))
-    if holders & _ancestors():
-        return fh  # `flock LOCK bench/updown.py`: our parent holds it for us
-    print("waiting for the kernel-test lock ...", file=sys.stderr)
-    fcntl.flock(fh, fcntl.LOCK_EX)
-    return fh
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -397,7 +362,7 @@ def main() -> int:
         print("bench/updown.py needs root", file=sys.stderr)
         return 1
     sizes = [int(x) for x in args.sizes.split(",")]
-    lock = hold_kernel_lock()
+    lock = kernel_lock()
     approaches = {
         "compose-net (CLI processes)": None,
         "compose-net executor (in-process)": None,
