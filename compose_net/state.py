@@ -218,13 +218,14 @@ def save_desired(desired: Desired) -> None:
 
     plan = desired.plan
     path = project_dir(plan.project) / DESIRED
-    data = {"key": desired.key, "files": desired.files, "warnings": desired.warnings,
+    data = {"files": desired.files, "warnings": desired.warnings,
             "project": plan.project, "notes": plan.notes, "plan_warnings": plan.warnings,
             "state": jsonform.dump(plan.state) if plan.state is not None else None,
             "ops": plan.to_json()}
     try:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        # the key on a line of its own: a run looking for its plan reads one line per project
+        tmp.write_text(desired.key + "\n" + json.dumps(data, separators=(",", ":")))
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except OSError as exc:
@@ -240,9 +241,10 @@ def find_desired(key: str, project: Optional[str] = None) -> Optional[Desired]:
 
     for name in [project] if project else list_projects():
         try:
-            data = json.loads((project_dir(name) / DESIRED).read_text())
-            if data.get("key") != key:
-                continue
+            with open(project_dir(name) / DESIRED) as fh:
+                if fh.readline().rstrip("\n") != key:
+                    continue
+                data = json.loads(fh.read())
             state = from_data(data["state"], DESIRED) if data["state"] is not None else None
             plan = Plan(data["project"], tuple(op_from_json(o) for o in data["ops"]), tuple(data["notes"]),
                         tuple(data["plan_warnings"]), state)
