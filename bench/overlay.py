@@ -79,6 +79,16 @@ def started(proc: subprocess.Popen) -> subprocess.Popen:
     return proc
 
 
+def end_started() -> None:
+    """Kill what this bench started and is still running. SimCluster ends every process of a
+    host's mount namespace, but `ip netns exec` gives its command a mount namespace of its own:
+    an agent would outlive its host (and keep the container's network namespace)."""
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def up_process(host: SimHost, env: dict, project: str, file: Path, service: str, log: Path) -> subprocess.Popen:
     with open(log, "w") as err:  # the child holds its own copy
         return started(host.popen(PY, "-m", "compose_net", "-p", project, "-f", str(file), "up", "--quiet",
@@ -147,7 +157,8 @@ def converge(cluster: SimCluster, project: str, file: Path, logs: Path) -> tuple
     t0 = time.monotonic()
     for k, host in enumerate(cluster.hosts, 1):
         procs.append(up_process(host, env, project, file, f"s{k}", logs / f"up{k}.err"))
-    waiters = [threading.Thread(target=wait, args=(k, h, p)) for k, (h, p) in enumerate(zip(cluster.hosts, procs), 1)]
+    waiters = [threading.Thread(target=wait, args=(k, h, p), daemon=True)
+               for k, (h, p) in enumerate(zip(cluster.hosts, procs), 1)]
     for w in waiters:
         w.start()
     for w in waiters:
@@ -248,9 +259,12 @@ def run_size(n: int, per_host: int, repeats: int, with_peer: bool) -> Row:
         shared.write_text(compose({f"s{k}": per_host for k in range(1, n + 1)} | lates))
         late_file = logs / "late.yml"
         late_file.write_text(compose({f"s{n}": per_host} | lates))
-        ups, converged = converge(cluster, project, shared, logs)
-        late = [new_endpoint(cluster, project, late_file, name, logs) for name in lates]
-        peer_samples = peer(cluster, cluster.tag, repeats) if with_peer else []
+        try:
+            ups, converged = converge(cluster, project, shared, logs)
+            late = [new_endpoint(cluster, project, late_file, name, logs) for name in lates]
+            peer_samples = peer(cluster, cluster.tag, repeats) if with_peer else []
+        finally:
+            end_started()
     return Row(n, n * per_host, ups, converged, statistics.median(u for u, _ in late),
                statistics.median(t for _, t in late), tuple(t for _, t in late),
                statistics.median(peer_samples) if peer_samples else None, tuple(peer_samples))
@@ -306,7 +320,12 @@ def main() -> None:
     if os.geteuid() != 0 or ETCD is None:
         raise SystemExit("bench/overlay.py needs root and etcd (apt-get install etcd-server etcd-client)")
     sizes = [int(s) for s in args.hosts.split(",")]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: SimCluster removes everything
+    if not all(2 <= n <= 250 for n in sizes) or args.containers < 1 or args.repeats < 1:
+        raise SystemExit("--hosts: 2 to 250 each (one underlay /24); --containers and --repeats: at least 1")
+    # unwind on either signal (even when started in the background, where SIGINT is ignored):
+    # SimCluster and end_started remove everything
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     lock = kernel_lock()  # noqa: F841 (held while the file is open)
     subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "compose_net"), AGENT], check=True)
     before = snapshot()

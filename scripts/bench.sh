@@ -16,3 +16,4 @@ flock /tmp/compose-net-kernel-tests.lock .venv/bin/python bench/dns.py
 .venv/bin/python bench/reconcile.py
 .venv/bin/python bench/reach.py  # takes the kernel-test lock itself for its verify part
 .venv/bin/python bench/connect.py  # takes the kernel-test lock itself
+.venv/bin/python bench/overlay.py  # takes the kernel-test lock itself; etcd comes from `make setup`
