@@ -69,6 +69,10 @@ def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim
 
         ps = json.loads(_cn(a, project, path, env, "ps", "--format", "json").stdout)
         assert any(c.get("Name") == f"{project}-db-1" and c.get("Host") == b.address for c in ps), ps
+        (net,) = json.loads(_cn(a, project, path, env, "network", "inspect", f"{project}_app").stdout)
+        assert net["Scope"] == "global"
+        hosts = {c["Name"]: c.get("Host") for c in net["Containers"].values()}
+        assert hosts == {f"{project}-web-1": None, f"{project}-db-1": b.address}, hosts
 
         _cn(b, project, path, env, "down", "--quiet")
         keys = sim.keys()
