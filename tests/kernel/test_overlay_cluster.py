@@ -322,3 +322,36 @@ def test_etcd_outage_keeps_traffic_and_hosts_register_again_when_it_is_back(tmp_
             for h in (b, a):
                 h.compose_net(project, path, env, "down", "--quiet", check=False)
         assert sim.keys() == []
+
+
+def test_no_query_is_lost_while_other_hosts_endpoints_come_and_go(sim, tmp_path):
+    import re
+
+    a, b = sim.hosts
+    project = "t" + uuid.uuid4().hex[:8]
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(COMPOSE))
+    queries = tmp_path / "queries"
+    queries.write_text("web A\ndb A\n")  # web: local; db: on B, coming and going
+    env = sim.env()
+    web = f"{project}-web-1"
+    try:
+        _cn(a, project, path, env, "up", "--quiet", "web")
+        perf = a.popen("ip", "netns", "exec", web, "dnsperf", "-s", "127.0.0.11", "-d", str(queries),
+                       "-l", "6", "-Q", "400", stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        answered = []
+        for _ in range(2):
+            _cn(b, project, path, env, "up", "--quiet", "db")
+            answered.append(until(lambda: _dig(a, web, "db") != [], 3, step=0.1))
+            _cn(b, project, path, env, "down", "--quiet")
+            answered.append(until(lambda: _dig(a, web, "db") == [], 3, step=0.1))
+        out, _ = perf.communicate(timeout=60)
+        assert answered == [True] * 4
+        completed = re.search(r"Queries completed:\s+(\d+)", out)
+        lost = re.search(r"Queries lost:\s+(\d+)", out)
+        assert completed and int(completed.group(1)) > 1000 and lost and int(lost.group(1)) == 0, out
+    finally:
+        for h in (b, a):
+            _cn(h, project, path, env, "down", "--quiet", check=False)
+    assert sim.keys() == []
