@@ -190,6 +190,9 @@ def test_tcp_by_name_across_hosts_check_sees_the_remote_entries_and_dry_run_clai
         for h in (a, b):
             proc = _cn(h, project, path, env, "check", check=False)
             assert proc.returncode == 0, f"{h.address}: {proc.stdout}{proc.stderr}"
+        # and an up that changes nothing plans nothing, on either host
+        assert json.loads(_cn(a, project, path, env, "up", "--dry-run", "--json", "web").stdout) == []
+        assert json.loads(_cn(b, project, path, env, "up", "--dry-run", "--json", "db").stdout) == []
         _cn(b, project, path, env, "down", "--quiet")
         assert until(lambda: _dig(a, f"{project}-web-1", "db") == [], 10)
         proc = _cn(a, project, path, env, "check", check=False)
@@ -211,11 +214,11 @@ services:
   y: {image: x, networks: [back]}
 networks:
   front: {driver: overlay}
-  back: {driver: overlay}
+  back: {driver: overlay, internal: true}
 """
 
 
-def test_two_overlay_networks_are_isolated_from_each_other(sim, tmp_path):
+def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_path):
     a, b = sim.hosts
     project = "t" + uuid.uuid4().hex[:8]
     path = tmp_path / "compose.yml"
@@ -236,14 +239,14 @@ def test_two_overlay_networks_are_isolated_from_each_other(sim, tmp_path):
         a.run("ip", "netns", "exec", x, "ping", "-c1", "-W2", "z")
         # y lives on B, on the other overlay network: no name, and its address is unreachable
         assert _dig(a, x, "y") == []
-        y_addr = json.loads(_cn(b, project, path, env, "ps", "--format", "json").stdout)
-        y_ip = next(c for c in y_addr if c["Name"] == f"{project}-y-1")["Networks"]
-        y_ip = next(iter(y_ip.values())) if isinstance(y_ip, dict) else None
-        target = y_ip["IPAddress"] if y_ip else b.run("ip", "netns", "exec", f"{project}-y-1", "ip", "-4", "-o",
-                                                     "addr", "show", "eth0").stdout.split()[3].split("/")[0]
+        target = b.run("ip", "netns", "exec", f"{project}-y-1", "ip", "-4", "-o", "addr", "show",
+                       "eth0").stdout.split()[3].split("/")[0]
         assert a.run("ip", "netns", "exec", x, "ping", "-c1", "-W1", target, check=False).returncode != 0
         assert b.run("ip", "netns", "exec", f"{project}-y-1", "ping", "-c1", "-W1", "z",
                      check=False).returncode != 0
+        # internal: no way out of the network (no default route), as on a bridge network
+        assert "default" not in b.run("ip", "netns", "exec", f"{project}-y-1", "ip", "route").stdout
+        assert "default" in b.run("ip", "netns", "exec", f"{project}-z-1", "ip", "route").stdout
     finally:
         for h in (a, b):
             _cn(h, project, path, env, "down", "--quiet", check=False)
