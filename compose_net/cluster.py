@@ -549,13 +549,6 @@ def remote_containers(project: str, prefixes: Mapping[str, int], remote: Iterabl
                  for name, items in merged.items())
 
 
-def remote_of(summary: Any) -> frozenset:
-    """The other hosts' endpoints a recorded state holds (what its plan programmed)."""
-    return frozenset(RemoteEndpoint(i.network, c.name, c.host, ipaddress.IPv4Address(c.host), i.ipv4.ip, i.mac,
-                                    tuple(i.aliases))
-                     for c in summary.containers if c.host is not None for i in c.interfaces if i.ipv4)
-
-
 def merged(summary: Any, remote: Iterable[RemoteEndpoint]) -> Any:
     """The recorded state with `remote` as the other hosts' endpoints (pure)."""
     import dataclasses

@@ -32,7 +32,9 @@ class ClusterSync:
         self.on_change = on_change
         summary = self._local()
         self.url = summary.cluster
-        self.remote: frozenset = cluster.remote_of(summary)  # what the last `up` programmed
+        # the first read programs every endpoint again (entries are replaced, not added twice);
+        # those that left while no follower ran went with `up`'s reconcile
+        self.remote: frozenset = frozenset()
         self.lock = threading.Lock()
         from compose_net.executor import netlink
 
