@@ -204,16 +204,17 @@ class Store:
             s.connect((self.endpoint.host, self.endpoint.port))
             return ipaddress.IPv4Address(s.getsockname()[0])
 
-    def register_host(self, host: str, ttl: int = DEFAULT_TTL) -> int:
-        """The host's lease (reused while it lives) with hosts/HOST under it; the lease id."""
+    def register_host(self, host: str, ttl: int = DEFAULT_TTL, routes: Iterable[ipaddress._BaseNetwork] = ()) -> int:
+        """The host's lease (reused while it lives) with hosts/HOST under it, naming the IPv4
+        destinations the host routes (no host's routes are chosen as an overlay subnet)."""
         values = self._call(self.client.get, self.prefix + "hosts/" + host, metadata=True)
-        if values:
-            lease = int(values[0][1].get("lease", 0))
-            if lease and self.keepalive(lease):
-                return lease
-        lease = int(self._call(self.client.lease, ttl).id)
-        self._call(self.client.put, self.prefix + "hosts/" + host,
-                   json.dumps({"underlay": host, "ttl": ttl}), lease=_Lease(lease))
+        lease = int(values[0][1].get("lease", 0)) if values else 0
+        if not (lease and self.keepalive(lease)):
+            lease = int(self._call(self.client.lease, ttl).id)
+        value = json.dumps({"underlay": host, "ttl": ttl,
+                            "routes": sorted(str(r) for r in routes if r.version == 4)})
+        if not values or values[0][0].decode() != value or int(values[0][1].get("lease", 0)) != lease:
+            self._call(self.client.put, self.prefix + "hosts/" + host, value, lease=_Lease(lease))
         return lease
 
     def keepalive(self, lease: int) -> bool:
@@ -224,6 +225,10 @@ class Store:
 
     def hosts(self) -> dict[str, dict]:
         return {k[len("hosts/"):]: json.loads(v) for k, v in self.get_prefix("hosts/").items()}
+
+    def routed(self) -> list[ipaddress.IPv4Network]:
+        """What any registered host routes (never to be chosen as an overlay subnet)."""
+        return [ipaddress.IPv4Network(r) for h in self.hosts().values() for r in h.get("routes", ())]
 
     # --- IPAM ---------------------------------------------------------------------------------
     def claim_network(self, network: str, wanted: Optional[ipaddress.IPv4Network],
@@ -426,10 +431,11 @@ def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT
     from compose_net.plan.layout import layout as plan_layout
 
     host = store.underlay_address()
-    lease = store.register_host(str(host), ttl) if claim else 0
+    routed = [r.dst for r in facts.routes if r.dst.version == 4]
+    lease = store.register_host(str(host), ttl, routed) if claim else 0
+    routed += store.routed()
     project = dataclasses.replace(project, containers=_names(store, project, str(host), lease, claim))
     layout = plan_layout(project, facts)
-    routed = [r.dst for r in facts.routes]
     claims: dict[str, NetworkClaim] = {}
     addresses: dict[tuple[str, str], ipaddress.IPv4Address] = {}
     for key, net in layout.networks.items():
@@ -496,8 +502,10 @@ def _names(store: Store, project: Any, host: str, lease: int, claim: bool) -> tu
 def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
     """After `up` (and again by the background process): this host and its endpoints on the
     project's overlay networks, as the recorded state has them, under the host's lease."""
+    from compose_net.probe import routed_v4
+
     host = store.underlay_address()
-    lease = store.register_host(str(host), ttl)
+    lease = store.register_host(str(host), ttl, routed_v4())
     overlay = {n.name for n in summary.networks if n.vxlan is not None and not n.external}
     local = [c.name for c in summary.containers if c.host is None]
     store.release_names(summary.project, str(host), keep=local)

@@ -224,10 +224,16 @@ def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_
     path = tmp_path / "compose.yml"
     path.write_text(textwrap.dedent(TWO_NETWORKS))
     env = sim.env()
+    # B routes 10.0.0.0/24 (the first /24 of the overlay pool): no host may choose it
+    b.run("ip", "addr", "add", "10.0.0.250/24", "dev", "ul0")
     try:
+        _cn(b, project, path, env, "up", "--quiet", "y")
         _cn(a, project, path, env, "up", "--quiet", "x")
         _cn(b, project, path, env, "up", "--quiet", "y", "z")
         keys = sim.keys()
+        subnets = sorted(a.run("etcdctl", "--endpoints", sim.url, "get", "--print-value-only", k).stdout.strip()
+                         for k in keys if k.endswith("/subnet"))
+        assert subnets == ["10.0.1.0/24", "10.0.2.0/24"], subnets
         front = [k for k in keys if k.endswith(f"networks/{project}_front/vni")]
         back = [k for k in keys if k.endswith(f"networks/{project}_back/vni")]
         assert front and back

@@ -246,3 +246,13 @@ def test_the_lease_ttl_setting(value, ok):
             cluster.ttl_setting({"COMPOSE_NET_CLUSTER_TTL": value})
     else:
         assert cluster.ttl_setting({"COMPOSE_NET_CLUSTER_TTL": value}) == ok
+
+
+def test_no_host_s_routes_become_an_overlay_subnet(store):
+    store.register_host("10.99.0.1", routes=[ipaddress.ip_network("10.0.0.0/23")])
+    lease = store.register_host("10.99.0.2", routes=[ipaddress.ip_network("10.0.2.0/24"),
+                                                     ipaddress.ip_network("fd00::/64")])
+    assert store.register_host("10.99.0.2", routes=[ipaddress.ip_network("10.0.2.0/24")]) == lease
+    assert sorted(map(str, store.routed())) == ["10.0.0.0/23", "10.0.2.0/24"]
+    claim = store.claim_network("p_n", None, store.routed())
+    assert claim.subnet == ipaddress.ip_network("10.0.3.0/24")
