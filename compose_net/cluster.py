@@ -7,7 +7,7 @@ lives under its etcd lease, so a host that dies leaves the cluster when the leas
 
 Key layout, all under PREFIX (default `/compose-net/v1/`; docs/design.md has the same table):
 
-    hosts/HOST                         {"underlay": ADDR}                       host lease
+    hosts/HOST                         {"underlay", "ttl", "routes"}            host lease
     networks/NET/subnet                "10.0.3.0/24"                            permanent
     networks/NET/vni                   "4100"                                   permanent
     networks/NET/addresses/ADDR        "HOST CONTAINER"                         host lease
