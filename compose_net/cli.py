@@ -189,11 +189,12 @@ def _project_name(args: argparse.Namespace) -> str:
     return _load(args).project.name
 
 
-def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[Any, Optional[Any]]:
+def _planned(args: argparse.Namespace, services: Sequence[str] = (), claim: bool = True) -> tuple[Any, Optional[Any]]:
     """What `up` applies now: the desired plan held against the journal and the kernel. With
     it, what `up` keeps once applied so that the next run can reuse the desired plan (None when
     this run reused it). The desired plan is made anew only when something it is made from
-    changed (`fingerprint`); the kernel is always read."""
+    changed (`fingerprint`); the kernel is always read. `claim=False` (check, dry-run): a
+    cluster store is only read, nothing is claimed in it."""
     from compose_net import fingerprint, observe, state
     from compose_net.loader import inputs
     from compose_net.plan.planner import against_kernel, plan_up
@@ -204,8 +205,9 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = ()) -> tuple[An
         # not root: nothing can be up, so the whole plan is what up does
         return plan_up(_selected(_load(args, services).project, services), facts), None
     url = cluster_url(args)
-    if url and not getattr(args, "dry_run", False):
-        return _cluster_planned(args, services, url, facts), None
+    if url:
+        claim = claim and not getattr(args, "dry_run", False)
+        return _cluster_planned(args, services, url, facts, claim), None
     key = fingerprint.key(_load_options(args, services), os.environ, facts)
     kept = state.find_desired(key, args.project_name or os.environ.get("COMPOSE_PROJECT_NAME"))
     if kept is not None and fingerprint.unchanged(kept.files):
@@ -228,19 +230,21 @@ def cluster_url(args: argparse.Namespace) -> Optional[str]:
     return url_setting(getattr(args, "cluster", None), os.environ)
 
 
-def _cluster_planned(args: argparse.Namespace, services: Sequence[str], url: str, facts: Any) -> Any:
+def _cluster_planned(args: argparse.Namespace, services: Sequence[str], url: str, facts: Any,
+                     claim: bool) -> Any:
     """The plan of a host in a cluster: the store is asked first (unreachable: nothing changes),
-    then the overlay networks' subnets, VNIs and addresses it fixes are planned like host facts.
-    Never reused from a kept plan: other hosts' endpoints change without any local input."""
+    then the container names, overlay subnets, VNIs and addresses it fixes are planned like host
+    facts. Never reused from a kept plan: other hosts' endpoints change without any local input."""
     import dataclasses
 
     from compose_net import cluster, observe, state
-    from compose_net.plan.layout import layout
     from compose_net.plan.planner import against_kernel, plan_up
 
+    ttl = cluster.ttl_setting(os.environ)
     store = cluster.Store.from_url(url)
     project = _selected(_load(args, services).project, services)
-    facts = dataclasses.replace(facts, cluster=cluster.prepare(store, url, layout(project, facts), facts))
+    project, fixed = cluster.prepare(store, url, project, facts, ttl, claim)
+    facts = dataclasses.replace(facts, cluster=fixed)
     desired = plan_up(project, facts)
     recorded = state.Journal(desired.project).read().ops
     observed = observe.read(observe.query(desired.ops + recorded))
@@ -322,7 +326,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if plan.state is not None and plan.state.cluster:
             from compose_net import cluster
 
-            cluster.register(cluster.Store.from_url(plan.state.cluster), plan.state)
+            cluster.register(cluster.Store.from_url(plan.state.cluster), plan.state,
+                             cluster.ttl_setting(os.environ))
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
     message = f"project {plan.project} {_describe_outcome(outcome)}"
@@ -495,7 +500,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not _can_observe():
         _load(args)  # a broken file is reported as such first
         raise ComposeNetError("check reads the project's namespaces and firewall: run it as root")
-    plan, _ = _planned(args)
+    services: tuple = ()
+    if cluster_url(args):
+        # a host of a cluster runs some of the project's services: those are what it checks
+        from compose_net import state
+
+        running = state.read_summary(_project_name(args))
+        services = tuple(dict.fromkeys(c.service for c in running.containers)) if running else ()
+    plan, _ = _planned(args, services, claim=False)
     differences = [{"unit": op.unit, "op": op.kind, "description": op.describe(), "reason": _reason(op)}
                    for op in plan.ops]
     if args.json:

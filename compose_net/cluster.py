@@ -7,17 +7,21 @@ lives under its etcd lease, so a host that dies leaves the cluster when the leas
 
 Key layout, all under PREFIX (default `/compose-net/v1/`; docs/design.md has the same table):
 
-    hosts/HOST                         {"underlay": ADDR}                       host lease
+    hosts/HOST                         {"underlay", "ttl", "routes"}            host lease
     networks/NET/subnet                "10.0.3.0/24"                            permanent
     networks/NET/vni                   "4100"                                   permanent
     networks/NET/addresses/ADDR        "HOST CONTAINER"                         host lease
     networks/NET/endpoints/CONTAINER   {"host", "vtep", "address", "mac", "names"}  host lease
     subnets/SUBNET                     NET   (SUBNET with "/" as "_")           permanent
     vnis/VNI                           NET                                      permanent
+    projects/PROJECT/containers/NAME   HOST                                     host lease
 
 Every choice is one transaction that compares create_revision == 0 on the keys it claims
 (compare-and-swap): two hosts choosing at the same moment cannot both win, the loser rereads.
 NET is the network's full name (PROJECT_NAME), HOST the underlay address.
+
+`up --dry-run` and `check` ask the same questions without claiming anything (`commit=False`): what
+is free now is what `up` would take, unless another host takes it first.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from compose_net.errors import RuntimeFailure
 
 DEFAULT_PREFIX = "/compose-net/v1/"
 DEFAULT_TTL = 15
+TTL_ENV = "COMPOSE_NET_CLUSTER_TTL"
 GLOBAL_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 GLOBAL_SIZE = 24
 VNI_FIRST = 4096  # Docker's overlay VNIs start here
@@ -172,6 +177,23 @@ class Store:
         n = len(self.prefix)
         return {meta["key"].decode()[n:]: value.decode() for value, meta in pairs}
 
+    def watch_prefix(self, key: str, on_event: Any) -> Any:
+        """Call `on_event()` (from a thread of its own) on every change under KEY until the
+        returned function is called. A watch that breaks says nothing: callers poll as well."""
+        import threading
+
+        events, cancel = self._call(self.client.watch_prefix, self.prefix + key)
+
+        def follow() -> None:
+            try:
+                for _ in events:
+                    on_event()
+            except Exception:  # the stream broke: the caller's poll notices
+                pass
+
+        threading.Thread(target=follow, name=f"watch {key}", daemon=True).start()
+        return cancel
+
     def delete_prefix(self, key: str) -> None:
         self._call(self.client.delete_prefix, self.prefix + key)
 
@@ -182,16 +204,17 @@ class Store:
             s.connect((self.endpoint.host, self.endpoint.port))
             return ipaddress.IPv4Address(s.getsockname()[0])
 
-    def register_host(self, host: str, ttl: int = DEFAULT_TTL) -> int:
-        """The host's lease (reused while it lives) with hosts/HOST under it; the lease id."""
+    def register_host(self, host: str, ttl: int = DEFAULT_TTL, routes: Iterable[ipaddress._BaseNetwork] = ()) -> int:
+        """The host's lease (reused while it lives) with hosts/HOST under it, naming the IPv4
+        destinations the host routes (no host's routes are chosen as an overlay subnet)."""
         values = self._call(self.client.get, self.prefix + "hosts/" + host, metadata=True)
-        if values:
-            lease = int(values[0][1].get("lease", 0))
-            if lease and self.keepalive(lease):
-                return lease
-        lease = int(self._call(self.client.lease, ttl).id)
-        self._call(self.client.put, self.prefix + "hosts/" + host,
-                   json.dumps({"underlay": host, "ttl": ttl}), lease=_Lease(lease))
+        lease = int(values[0][1].get("lease", 0)) if values else 0
+        if not (lease and self.keepalive(lease)):
+            lease = int(self._call(self.client.lease, ttl).id)
+        value = json.dumps({"underlay": host, "ttl": ttl,
+                            "routes": sorted(str(r) for r in routes if r.version == 4)})
+        if not values or values[0][0].decode() != value or int(values[0][1].get("lease", 0)) != lease:
+            self._call(self.client.put, self.prefix + "hosts/" + host, value, lease=_Lease(lease))
         return lease
 
     def keepalive(self, lease: int) -> bool:
@@ -203,9 +226,14 @@ class Store:
     def hosts(self) -> dict[str, dict]:
         return {k[len("hosts/"):]: json.loads(v) for k, v in self.get_prefix("hosts/").items()}
 
+    def routed(self) -> list[ipaddress.IPv4Network]:
+        """What any registered host routes (never to be chosen as an overlay subnet)."""
+        return [ipaddress.IPv4Network(r) for h in self.hosts().values() for r in h.get("routes", ())]
+
     # --- IPAM ---------------------------------------------------------------------------------
     def claim_network(self, network: str, wanted: Optional[ipaddress.IPv4Network],
-                      routed: Iterable[ipaddress._BaseNetwork], first_vni: int = VNI_FIRST) -> NetworkClaim:
+                      routed: Iterable[ipaddress._BaseNetwork], first_vni: int = VNI_FIRST,
+                      commit: bool = True) -> NetworkClaim:
         """The network's subnet and VNI, chosen once in the cluster (the first host to ask wins)."""
         routed = list(routed)
         for _ in range(64):  # each retry means another host won a race; the claim is then read
@@ -227,6 +255,8 @@ class Store:
                     raise ClusterError(f"network {network}: the cluster's pool {GLOBAL_POOL} is used up")
             vnis = {int(k[len("vnis/"):]) for k in self.get_prefix("vnis/")}
             vni = next(v for v in range(first_vni, VNI_LAST + 1) if v not in vnis)
+            if not commit:
+                return NetworkClaim(network, subnet, vni)
             base = f"networks/{network}/"
             keys = [base + "subnet", f"subnets/{_subnet_key(subnet)}", f"vnis/{vni}"]
             done = self._txn([_absent(self.prefix + k) for k in keys],
@@ -246,7 +276,7 @@ class Store:
 
     def lease_address(self, claim: NetworkClaim, host: str, container: str, lease: int,
                       reserved: Iterable[ipaddress.IPv4Address] = (),
-                      wanted: Optional[ipaddress.IPv4Address] = None) -> ipaddress.IPv4Address:
+                      wanted: Optional[ipaddress.IPv4Address] = None, commit: bool = True) -> ipaddress.IPv4Address:
         """An address on the network for HOST's CONTAINER, never one another endpoint holds."""
         base = f"networks/{claim.network}/addresses/"
         owner = f"{host} {container}"
@@ -264,9 +294,33 @@ class Store:
                 if addr is None:
                     raise ClusterError(f"network {claim.network}: no free address in {claim.subnet}")
             key = self.prefix + base + str(addr)
-            if self._txn([_absent(key)], [_put(key, owner, lease)]).get("succeeded"):
+            if not commit or self._txn([_absent(key)], [_put(key, owner, lease)]).get("succeeded"):
                 return addr
         raise ClusterError(f"network {claim.network}: could not lease an address (too much contention)")
+
+    # --- container names ------------------------------------------------------------------------
+    def container_names(self, project: str) -> dict[str, str]:
+        """Every container name of PROJECT in use in the cluster -> the host that runs it."""
+        base = f"projects/{project}/containers/"
+        return {k[len(base):]: v for k, v in self.get_prefix(base).items()}
+
+    def claim_name(self, project: str, name: str, host: str, lease: int) -> Optional[str]:
+        """NAME for HOST's container under its lease: None when HOST holds it now, else the host
+        that does (another host won it, maybe at this very moment)."""
+        key = self.prefix + f"projects/{project}/containers/{name}"
+        for _ in range(8):
+            if self._txn([_absent(key)], [_put(key, host, lease)]).get("succeeded"):
+                return None
+            holder = self.get(f"projects/{project}/containers/{name}")
+            if holder is not None:
+                return None if holder == host else holder
+        raise ClusterError(f"container {name}: could not claim its name (too much contention)")
+
+    def release_names(self, project: str, host: str, keep: Iterable[str] = ()) -> None:
+        keep = set(keep)
+        for name, holder in self.container_names(project).items():
+            if holder == host and name not in keep:
+                self._call(self.client.delete, self.prefix + f"projects/{project}/containers/{name}")
 
     def register_endpoint(self, ep: RemoteEndpoint, lease: int) -> None:
         value = json.dumps({"host": ep.host, "vtep": str(ep.vtep), "address": str(ep.address),
@@ -354,14 +408,34 @@ def _mtu_of(underlay: ipaddress.IPv4Address, facts: Any) -> Optional[int]:
         return None
 
 
-def prepare(store: Store, url: str, layout: Any, facts: Any, ttl: int = DEFAULT_TTL) -> ClusterFacts:
-    """Claim the cluster-scoped networks of a layout planned without the store and lease the
-    addresses of this host's endpoints on them (static ones as given)."""
+def ttl_setting(environ: Mapping[str, str]) -> int:
+    """`COMPOSE_NET_CLUSTER_TTL`: seconds a dead host's endpoints outlive it (default 15)."""
+    text = environ.get(TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_TTL
+    if not text.isdigit() or not 5 <= int(text) <= 3600:
+        from compose_net.errors import PlanError
+
+        raise PlanError(f"{TTL_ENV}: {text!r} is not a number of seconds from 5 to 3600")
+    return int(text)
+
+
+def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT_TTL,
+            claim: bool = True) -> tuple[Any, ClusterFacts]:
+    """The project with its containers named uniquely in the cluster, and what the store fixes
+    for its plan: the cluster-scoped networks' subnets and VNIs and the addresses of this host's
+    endpoints on them (static ones as given). `claim=False` (dry-run, check) only reads."""
+    import dataclasses
+
     from compose_net import drivers
+    from compose_net.plan.layout import layout as plan_layout
 
     host = store.underlay_address()
-    lease = store.register_host(str(host), ttl)
-    routed = [r.dst for r in facts.routes]
+    routed = [r.dst for r in facts.routes if r.dst.version == 4]
+    lease = store.register_host(str(host), ttl, routed) if claim else 0
+    routed += store.routed()
+    project = dataclasses.replace(project, containers=_names(store, project, str(host), lease, claim))
+    layout = plan_layout(project, facts)
     claims: dict[str, NetworkClaim] = {}
     addresses: dict[tuple[str, str], ipaddress.IPv4Address] = {}
     for key, net in layout.networks.items():
@@ -369,29 +443,81 @@ def prepare(store: Store, url: str, layout: Any, facts: Any, ttl: int = DEFAULT_
             continue
         v4 = net.subnet(4)
         wanted = v4.subnet if v4 is not None and not v4.auto else None
-        claim = store.claim_network(net.name, wanted, [] if wanted else routed)
-        claims[net.name] = claim
-        gateway = v4.gateway if wanted is not None and v4.gateway else next(claim.subnet.hosts())
+        claim_ = store.claim_network(net.name, wanted, [] if wanted else routed, commit=claim)
+        claims[net.name] = claim_
+        gateway = v4.gateway if wanted is not None and v4.gateway else next(claim_.subnet.hosts())
+        taken = {gateway}
         for box in layout.box_order:
             for it in box.ifaces:
                 if it.net.key != key:
                     continue
                 static = it.layout.ipv4.ip if it.layout.ipv4_note == "static ipv4_address" else None
-                addresses[(net.name, box.container.name)] = store.lease_address(
-                    claim, str(host), box.container.name, lease, reserved={gateway}, wanted=static)
+                addr = store.lease_address(claim_, str(host), box.container.name, lease, reserved=taken,
+                                           wanted=static, commit=claim)
+                addresses[(net.name, box.container.name)] = addr
+                taken.add(addr)  # without claims, the next endpoint must not get it too
     remote = tuple(ep for name in claims for ep in store.endpoints(name) if ep.host != str(host))
-    return ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
+    return project, ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
+
+
+def _names(store: Store, project: Any, host: str, lease: int, claim: bool) -> tuple:
+    """The project's containers named uniquely in the cluster: a service's replicas keep the
+    indexes this host holds and take the lowest free ones beyond (`up db` on a second host makes
+    PROJECT-db-2). A fixed `container_name` another host holds is refused."""
+    import dataclasses
+    import itertools
+
+    held = store.container_names(project.name)
+
+    def take(name: str) -> bool:
+        holder = held.get(name, host)
+        if holder == host and claim:
+            holder = store.claim_name(project.name, name, host, lease) or host
+            held[name] = holder
+        return holder == host
+
+    out: list = []
+    for service, group in itertools.groupby(project.containers, key=lambda c: c.service):
+        group = list(group)
+        if project.services[service].container_name:
+            for c in group:
+                if not take(c.name):
+                    raise ClusterError(f"container name {c.name} is in use on host {held[c.name]}: "
+                                       "nothing was changed")
+            out.extend(group)
+            continue
+        prefix = f"{project.name}-{service}-"
+        mine = sorted(int(n[len(prefix):]) for n, h in held.items()
+                      if h == host and n.startswith(prefix) and n[len(prefix):].isdigit())
+        chosen: list[int] = []
+        for index in itertools.chain(mine, itertools.count(1)):
+            if len(chosen) == len(group):
+                break
+            if index not in chosen and take(prefix + str(index)):
+                chosen.append(index)
+        out.extend(dataclasses.replace(c, name=prefix + str(i), index=i) for c, i in zip(group, sorted(chosen)))
+    return tuple(out)
 
 
 def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
     """After `up` (and again by the background process): this host and its endpoints on the
     project's overlay networks, as the recorded state has them, under the host's lease."""
+    from compose_net.probe import routed_v4
+
     host = store.underlay_address()
-    lease = store.register_host(str(host), ttl)
+    lease = store.register_host(str(host), ttl, routed_v4())
     overlay = {n.name for n in summary.networks if n.vxlan is not None and not n.external}
+    local = [c.name for c in summary.containers if c.host is None]
+    store.release_names(summary.project, str(host), keep=local)
     for ctr in summary.containers:
         if ctr.host is not None:
             continue
+        holder = store.claim_name(summary.project, ctr.name, str(host), lease)
+        if holder is not None:  # taken by another host while this one had lost its lease
+            import logging
+
+            logging.getLogger("compose_net.cluster").warning(
+                "container %s: its name is in use on host %s too", ctr.name, holder)
         for iface in ctr.interfaces:
             if iface.network in overlay and iface.ipv4 is not None:
                 store.register_endpoint(RemoteEndpoint(
@@ -403,6 +529,7 @@ def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
 def leave(store: Store, summary: Any) -> None:
     """`down`: this host's endpoints leave; a network without endpoints leaves the cluster."""
     host = str(store.underlay_address())
+    store.release_names(summary.project, host)
     store.release_host(host, [n.name for n in summary.networks if n.vxlan is not None])
 
 
@@ -428,13 +555,6 @@ def remote_containers(project: str, prefixes: Mapping[str, int], remote: Iterabl
                                 host=items[0][0].host, id=naming.container_id(project, name),
                                 interfaces=tuple(i for _, i in items))
                  for name, items in merged.items())
-
-
-def remote_of(summary: Any) -> frozenset:
-    """The other hosts' endpoints a recorded state holds (what its plan programmed)."""
-    return frozenset(RemoteEndpoint(i.network, c.name, c.host, ipaddress.IPv4Address(c.host), i.ipv4.ip, i.mac,
-                                    tuple(i.aliases))
-                     for c in summary.containers if c.host is not None for i in c.interfaces if i.ipv4)
 
 
 def merged(summary: Any, remote: Iterable[RemoteEndpoint]) -> Any:

@@ -14,6 +14,8 @@ What is read, and how:
 - the project's nftables table through `executor.nft` (`nft -j list table`), reduced to its
   shape (chains and their rules in order, handles left out) so it compares with the ruleset
   the plan would write;
+- the static FDB and neighbour entries of the host's VXLAN devices (other hosts' endpoints of
+  an overlay network), through netlink, one dump per device and family;
 - the DNS server: its process, the records it serves (by digest), and in which namespaces it
   holds a socket bound to 127.0.0.11:53 (its own sockets, found through /proc/PID/fd).
 """
@@ -90,6 +92,8 @@ class Observed:
     uts: Mapping[str, Optional[UtsFacts]] = field(default_factory=dict)  # /run/utsns names; None: absent
     iptables: Mapping[tuple, bool] = field(default_factory=dict)  # (family, table, chain, rule): present
     firewalld: Mapping[tuple[str, str], bool] = field(default_factory=dict)  # (zone, interface): in it
+    # per VXLAN device of the host: its static ("fdb", MAC, VTEP) and ("neigh", IP, MAC) entries
+    vxlan_entries: Mapping[str, frozenset[tuple]] = field(default_factory=dict)
 
     def namespace(self, ns: Optional[str]) -> Optional[NamespaceFacts]:
         return self.host if ns is None else self.namespaces.get(ns)
@@ -114,6 +118,7 @@ class Query:
     uts: frozenset[str] = frozenset()
     iptables: frozenset[tuple] = frozenset()  # (family, table, chain, rule) of our rules in others' chains
     firewalld: frozenset[tuple[str, str]] = frozenset()  # (zone, interface)
+    vxlan_entries: frozenset[str] = frozenset()  # host VXLAN devices whose FDB/neighbours to read
 
 
 # ops that name a link of the namespace they work in (`ns`; None: the host)
@@ -132,6 +137,7 @@ def query(ops: Iterable[O.Op]) -> Query:
     uts: set[str] = set()
     rules: set[tuple] = set()
     zones: set[tuple[str, str]] = set()
+    vxlan: set[str] = set()
     for op in ops:
         ns = getattr(op, "ns", None)
         if ns:
@@ -169,9 +175,11 @@ def query(ops: Iterable[O.Op]) -> Query:
             rules.add((op.family, op.table, op.chain, op.rule))
         elif isinstance(op, (O.FirewalldAdd, O.FirewalldRemove)):
             zones.add((op.zone, op.interface))
+        elif isinstance(op, (O.FdbSet, O.FdbDel, O.NeighSet, O.NeighDel)):
+            vxlan.add(op.dev)
     return Query(frozenset(host_links), frozenset(namespaces), frozenset(ipv6), frozenset(kinds),
                  frozenset(sysctls), frozenset(files), frozenset(tables), frozenset(dns), frozenset(uts),
-                 iptables=frozenset(rules), firewalld=frozenset(zones))
+                 iptables=frozenset(rules), firewalld=frozenset(zones), vxlan_entries=frozenset(vxlan))
 
 
 # --- reading the kernel ----------------------------------------------------------------------
@@ -197,7 +205,20 @@ def read(q: Query) -> Observed:
                     tables={t: _table_shape(*t) for t in q.tables}, dns={p: _dns_facts(p) for p in q.dns},
                     stale_netns=stale, uts={name: _uts_facts(name) for name in q.uts},
                     iptables={r: _iptables_present(*r) for r in sorted(q.iptables)},
-                    firewalld=_firewalld_zones(q.firewalld))
+                    firewalld=_firewalld_zones(q.firewalld), vxlan_entries=_vxlan_entries(q.vxlan_entries))
+
+
+def _vxlan_entries(devices: frozenset[str]) -> dict[str, frozenset[tuple]]:
+    from compose_net.executor import netlink
+
+    indexes = {}
+    for name in devices:
+        try:
+            with open(f"/sys/class/net/{name}/ifindex") as f:
+                indexes[name] = int(f.read())
+        except (OSError, ValueError):
+            pass  # no such device: it has no entries either
+    return netlink.read_vxlan_entries(indexes) if indexes else {}
 
 
 def _iptables_present(family: str, table: str, chain: str, rule: tuple) -> bool:

@@ -179,6 +179,11 @@ def _routes_v4(text: str) -> list[HostRoute]:
     return out
 
 
+def routed_v4() -> list[ipaddress.IPv4Network]:
+    """The IPv4 destinations of the host's main table, default routes left out."""
+    return [r.dst for r in _routes_v4(_read("/proc/net/route"))]
+
+
 def _hex6(text: str) -> ipaddress.IPv6Address:
     return ipaddress.IPv6Address(bytes.fromhex(text))
 

@@ -232,9 +232,14 @@ def network_ls_json(summaries: Iterable[Summary]) -> list[dict[str, Any]]:
             "Internal": _bool_text(net.internal),
             "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
             "Name": net.name,
-            "Scope": "local",
+            "Scope": _scope(net, s),
         })
     return out
+
+
+def _scope(net: NetworkState, owner: Summary) -> str:
+    # Docker's overlay networks over a cluster store (before swarm mode) were "global"
+    return "global" if owner.cluster and net.vxlan else "local"
 
 
 def network_inspect(summaries: Iterable[Summary], name: str) -> Optional[dict[str, Any]]:
@@ -277,7 +282,7 @@ def network_inspect(summaries: Iterable[Summary], name: str) -> Optional[dict[st
         "Name": net.name,
         "Id": net.id,
         "Created": owner.created or ZERO_TIME,
-        "Scope": "local",
+        "Scope": _scope(net, owner),
         "Driver": net.driver,
         "EnableIPv6": net.enable_ipv6,
         "IPAM": {"Driver": "default", "Options": {}, "Config": config},

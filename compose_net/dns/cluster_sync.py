@@ -3,13 +3,16 @@ the host and its endpoints when the lease was lost, e.g. while etcd was down) an
 other hosts' endpoints in the store: their FDB and neighbour entries on this host's VXLAN devices
 (through executor/netlink.py) and the DNS names the server answers for them.
 
-The store is polled (one range read per overlay network a second) rather than watched: etcd3gw's
-watch is a streaming HTTP request per prefix, and a poll also notices a lost connection at once.
+Each overlay network's endpoints are watched (an etcd watch per network through etcd3gw): a
+change wakes the follower, which reads the network's endpoints and programs the difference. The
+store is also read every POLL seconds, because a watch whose stream broke says nothing; that read
+is what notices a lost connection, and the follower then reconnects and watches anew.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,8 +23,7 @@ from compose_net.summary import Summary, from_text
 
 log = logging.getLogger("compose_net.dns")
 
-POLL = 1.0  # seconds between reads of the other hosts' endpoints
-KEEPALIVE = 5.0  # seconds between lease refreshes (a third of the default TTL)
+POLL = 2.0  # seconds between reads of the store when no watch event came
 
 
 class ClusterSync:
@@ -30,12 +32,17 @@ class ClusterSync:
         self.on_change = on_change
         summary = self._local()
         self.url = summary.cluster
-        self.remote: frozenset = cluster.remote_of(summary)  # what the last `up` programmed
+        # the first read programs every endpoint again (entries are replaced, not added twice);
+        # those that left while no follower ran went with `up`'s reconcile
+        self.remote: frozenset = frozenset()
         self.lock = threading.Lock()
         from compose_net.executor import netlink
 
         self.rtnl = netlink.Rtnl()  # opened here, on the main thread, in the host's namespace
+        self.ttl = cluster.ttl_setting(os.environ)  # the environment of the `up` that started us
+        self.keepalive = self.ttl / 3  # two refreshes may fail before the lease expires
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="cluster-sync", daemon=True)
 
     def start(self) -> None:
@@ -43,6 +50,7 @@ class ClusterSync:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _local(self) -> Summary:
         return from_text(self.records.read_text(), str(self.records))
@@ -55,23 +63,37 @@ class ClusterSync:
 
     def _run(self) -> None:
         store: Optional[cluster.Store] = None
+        cancels: list = []
         next_keepalive = 0.0
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 summary = self._local()
                 if store is None:
                     store = cluster.Store.from_url(self.url, timeout=2)
+                    cancels = [store.watch_prefix(f"networks/{n.name}/endpoints/", self._wake.set)
+                               for n in summary.networks if n.vxlan is not None]
                     next_keepalive = 0.0
                 if time.monotonic() >= next_keepalive:
-                    cluster.register(store, summary)
-                    next_keepalive = time.monotonic() + KEEPALIVE
+                    cluster.register(store, summary, self.ttl)
+                    next_keepalive = time.monotonic() + self.keepalive
                 self._follow(store, summary)
             except cluster.ClusterError as exc:
                 log.warning("cluster store: %s (retrying)", exc)
-                store = None
+                store = self._unwatch(cancels)
             except Exception as exc:  # the DNS server must go on serving whatever happens here
                 log.error("cluster sync: %s", exc)
-            self._stop.wait(POLL)
+            self._wake.wait(min(POLL, max(0.0, next_keepalive - time.monotonic())) if store else 1.0)
+        self._unwatch(cancels)
+
+    @staticmethod
+    def _unwatch(cancels: list) -> None:
+        for cancel in cancels:
+            try:
+                cancel()
+            except Exception:
+                pass
+        cancels.clear()
 
     def _follow(self, store: cluster.Store, summary: Summary) -> None:
         me = str(store.underlay_address())

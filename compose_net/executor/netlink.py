@@ -55,6 +55,7 @@ from pyroute2.netlink.rtnl import (
     RTM_DELROUTE,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -534,6 +535,29 @@ def read_addresses_and_routes(ipv6: bool, routes: bool) -> tuple[dict[str, set],
     thread's namespace."""
     with _DumpSocket() as sock:
         return sock.addresses_and_routes(None, ipv6, routes)
+
+
+def read_vxlan_entries(devices: dict[str, int]) -> dict[str, frozenset[tuple]]:
+    """The static entries on VXLAN devices (name -> index) of the calling thread's namespace:
+    per device its FDB entries ("fdb", MAC, VTEP) and neighbour entries ("neigh", IP, MAC).
+    The kernel filters each dump by device."""
+    out: dict[str, frozenset[tuple]] = {}
+    with _DumpSocket() as sock:
+        for name, index in sorted(devices.items()):
+            entries: set[tuple] = set()
+            for msg in sock.dump(_filtered(ndmsg, family=socket.AF_BRIDGE, ifindex=index), RTM_GETNEIGH,
+                                 ("fdb", index)):
+                mac, dst = msg.get_attr("NDA_LLADDR"), msg.get_attr("NDA_DST")
+                if msg["ifindex"] == index and mac and dst and msg["state"] & NUD_PERMANENT:
+                    entries.add(("fdb", mac, ipaddress.ip_address(dst)))
+            # the bridge family filters by the header's index, the neighbour tables by NDA_IFINDEX
+            for msg in sock.dump(_filtered(ndmsg, family=socket.AF_INET, attrs=[("NDA_IFINDEX", index)]),
+                                 RTM_GETNEIGH, ("neigh", index)):
+                mac, dst = msg.get_attr("NDA_LLADDR"), msg.get_attr("NDA_DST")
+                if msg["ifindex"] == index and mac and dst and msg["state"] & NUD_PERMANENT:
+                    entries.add(("neigh", ipaddress.ip_address(dst), mac))
+            out[name] = frozenset(entries)
+    return out
 
 
 _DUMP_SEQ = 1

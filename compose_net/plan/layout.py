@@ -528,19 +528,9 @@ class Layout:
             working_dir=project.working_dir, files=tuple(project.files),
             dns_ttl=ttl_setting(project.environment), host_nameservers=tuple(self.facts.nameservers),
             foreign_bridges=hostfw.foreign_bridges(self.facts), networks=tuple(nets),
-            containers=tuple(self._container_state(box) for box in self.box_order) + self._remote_states(),
+            containers=tuple(self._container_state(box) for box in self.box_order),
             live=self.live,
             cluster=self.facts.cluster.url if self.facts.cluster else None)
-
-    def _remote_states(self) -> tuple[ContainerState, ...]:
-        """Other hosts' endpoints on this project's cluster networks (nothing of them is made here)."""
-        if self.facts.cluster is None:
-            return ()
-        from compose_net.cluster import remote_containers
-
-        prefixes = {net.name: net.subnet(4).subnet.prefixlen for net in self.networks.values() if net.subnet(4)}
-        return remote_containers(self.project.name, prefixes, self.facts.cluster.remote,
-                                 (box.container.name for box in self.box_order))
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

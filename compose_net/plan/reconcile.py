@@ -138,7 +138,15 @@ def _exists(op: O.Op, observed: Observed) -> bool:
         return observed.iptables.get((op.family, op.table, op.chain, op.rule), False)
     if isinstance(op, O.FirewalldAdd):
         return observed.firewalld.get((op.zone, op.interface), False)
+    if isinstance(op, (O.FdbSet, O.NeighSet)):
+        return _vxlan_entry(op) in observed.vxlan_entries.get(op.dev, frozenset())
     return True
+
+
+def _vxlan_entry(op) -> tuple:
+    if isinstance(op, O.FdbSet):
+        return ("fdb", op.mac, op.dst)
+    return ("neigh", op.address, op.mac)
 
 
 # --- what the kernel lacks ------------------------------------------------------------------------
@@ -392,6 +400,12 @@ def _check_firewalld(op: O.FirewalldAdd, ctx: Context) -> Verdict:
     return (f"{op.interface} is not in firewalld's zone {op.zone}", [])
 
 
+def _check_vxlan_entry(op, ctx: Context) -> Verdict:
+    if _vxlan_entry(op) in ctx.observed.vxlan_entries.get(op.dev, frozenset()):
+        return None
+    return _missing(f"the {'FDB' if isinstance(op, O.FdbSet) else 'neighbour'} entry on {op.dev}")
+
+
 CHECKS: dict[type, Callable[..., Verdict]] = {
     O.NetnsCreate: _check_netns,
     O.NetnsAlias: _check_alias,
@@ -412,6 +426,8 @@ CHECKS: dict[type, Callable[..., Verdict]] = {
     O.DnsStart: _check_dns,
     O.IptablesInsert: _check_iptables,
     O.FirewalldAdd: _check_firewalld,
+    O.FdbSet: _check_vxlan_entry,
+    O.NeighSet: _check_vxlan_entry,
 }
 
 

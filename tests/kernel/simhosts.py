@@ -63,6 +63,16 @@ class SimHost:
         return self.run(sys.executable, "-m", "compose_net", "-p", project, "-f", str(path), *args,
                         env=env, check=check)
 
+    def snapshot(self) -> dict:
+        """What a host's kernel holds that compose-net could leave behind."""
+        links = sorted(line.split(":", 2)[1].strip().split("@")[0]
+                       for line in self.run("ip", "-o", "link").stdout.splitlines())
+        return {"links": links, "netns": self.run("ls", "/run/netns").stdout.split(),
+                "etc": self.run("ls", "/etc/netns").stdout.split(),
+                "nft": self.run("nft", "list", "tables").stdout.split("\n"),
+                "fdb": self.run("bridge", "fdb", "show").stdout.splitlines(),
+                "routes": self.run("ip", "route").stdout.splitlines()}
+
     def stop(self) -> None:
         # every process left in this host's mount namespace was started by the test (the
         # compose-net runs and their DNS servers): end them by pid

@@ -160,3 +160,99 @@ def test_release_host_leaves_others_and_forgets_empty_network(store):
     assert set(store.hosts()) == {"10.99.0.1"}
     store.release_host("10.99.0.1", ["p_n"])
     assert store.get_prefix("") == {}
+
+
+def _project(name: str, replicas: dict, fixed: dict | None = None):
+    """What `_names` reads of a project: its name, containers and services' container_name."""
+    from types import SimpleNamespace
+
+    from compose_net.model import Container
+
+    fixed = fixed or {}
+    containers = tuple(Container(fixed.get(svc) or f"{name}-{svc}-{i}", svc, i)
+                       for svc, n in replicas.items() for i in range(1, n + 1))
+    services = {svc: SimpleNamespace(container_name=fixed.get(svc)) for svc in replicas}
+    return SimpleNamespace(name=name, containers=containers, services=services)
+
+
+def test_a_service_up_on_a_second_host_takes_the_next_free_index(store):
+    la, lb = store.register_host("10.99.0.1"), store.register_host("10.99.0.2")
+    p = _project("p", {"web": 1, "db": 2})
+    a = cluster._names(store, p, "10.99.0.1", la, claim=True)
+    assert [c.name for c in a] == ["p-web-1", "p-db-1", "p-db-2"]
+    # a dry run on B sees what it would get and claims nothing
+    held = store.container_names("p")
+    b_preview = cluster._names(store, p, "10.99.0.2", 0, claim=False)
+    assert [c.name for c in b_preview] == ["p-web-2", "p-db-3", "p-db-4"]
+    assert store.container_names("p") == held
+    b = cluster._names(store, p, "10.99.0.2", lb, claim=True)
+    assert [(c.name, c.index) for c in b] == [("p-web-2", 2), ("p-db-3", 3), ("p-db-4", 4)]
+    # each host keeps its own names on its next up
+    assert cluster._names(store, p, "10.99.0.1", la, claim=True) == a
+    assert cluster._names(store, p, "10.99.0.2", lb, claim=True) == b
+    # A goes down: its names are free again, B's stay
+    store.release_names("p", "10.99.0.1")
+    assert set(store.container_names("p")) == {"p-web-2", "p-db-3", "p-db-4"}
+
+
+def test_a_fixed_container_name_held_by_another_host_is_refused(store):
+    la, lb = store.register_host("10.99.0.1"), store.register_host("10.99.0.2")
+    p = _project("p", {"db": 1}, fixed={"db": "the-db"})
+    assert [c.name for c in cluster._names(store, p, "10.99.0.1", la, claim=True)] == ["the-db"]
+    with pytest.raises(ClusterError, match="container name the-db is in use on host 10.99.0.1"):
+        cluster._names(store, p, "10.99.0.2", lb, claim=True)
+
+
+def test_hosts_naming_at_the_same_moment_never_share_a_name(etcd, store):
+    names: list[str] = []
+    errors = []
+
+    def host(addr: str) -> None:
+        try:
+            s = Store.from_url(etcd, prefix=store.prefix)
+            lease = s.register_host(addr)
+            names.extend(c.name for c in cluster._names(s, _project("p", {"db": 3}), addr, lease, claim=True))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host, args=(f"10.99.0.{i}",)) for i in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(names) == sorted(f"p-db-{i}" for i in range(1, 13))
+
+
+def test_a_watch_calls_back_on_every_change_under_its_prefix(store):
+    seen = threading.Event()
+    cancel = store.watch_prefix("networks/p_n/endpoints/", seen.set)
+    try:
+        time.sleep(0.2)  # the watch is created by a request of its own
+        store._call(store.client.put, store.prefix + "networks/p_other/endpoints/x", "{}")
+        assert not seen.wait(0.5)
+        store._call(store.client.put, store.prefix + "networks/p_n/endpoints/x", "{}")
+        assert seen.wait(5)
+    finally:
+        cancel()
+
+
+@pytest.mark.parametrize("value,ok", [("", 15), ("30", 30), ("4", None), ("x", None), ("-5", None), ("99999", None)])
+def test_the_lease_ttl_setting(value, ok):
+    from compose_net.errors import PlanError
+
+    if ok is None:
+        with pytest.raises(PlanError, match="COMPOSE_NET_CLUSTER_TTL"):
+            cluster.ttl_setting({"COMPOSE_NET_CLUSTER_TTL": value})
+    else:
+        assert cluster.ttl_setting({"COMPOSE_NET_CLUSTER_TTL": value}) == ok
+
+
+def test_no_host_s_routes_become_an_overlay_subnet(store):
+    store.register_host("10.99.0.1", routes=[ipaddress.ip_network("10.0.0.0/23")])
+    lease = store.register_host("10.99.0.2", routes=[ipaddress.ip_network("10.0.2.0/24"),
+                                                     ipaddress.ip_network("fd00::/64")])
+    assert store.register_host("10.99.0.2", routes=[ipaddress.ip_network("10.0.2.0/24")]) == lease
+    assert sorted(map(str, store.routed())) == ["10.0.0.0/23", "10.0.2.0/24"]
+    claim = store.claim_network("p_n", None, store.routed())
+    assert claim.subnet == ipaddress.ip_network("10.0.3.0/24")

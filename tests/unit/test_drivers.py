@@ -141,9 +141,10 @@ def test_overlay_in_a_cluster_takes_the_stores_subnet_vni_addresses_and_programs
     s = plan.state
     assert s.cluster == "etcd://198.18.0.9:2379"
     assert s.networks[0].subnets[0].subnet == ipaddress.ip_network("10.0.7.0/24")
-    web, db = s.containers
+    # other hosts' endpoints are not recorded here (they come and go without any local input:
+    # the background process serves them from the store)
+    (web,) = s.containers
     assert str(web.interfaces[0].ipv4) == "10.0.7.2/24" and web.host is None
-    assert (db.name, db.host, db.netns, str(db.interfaces[0].ipv4)) == ("p-db-1", "198.18.0.2", None, "10.0.7.3/24")
 
 
 def test_overlay_without_a_cluster_is_one_host_and_encrypted_is_refused_at_up():
