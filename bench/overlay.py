@@ -23,10 +23,6 @@ onlink`) on a VXLAN device of its own, then prints the time. Its figure: from ju
 `bridge fdb show` afterwards; the loop's own timestamp is used rather than polling `bridge fdb
 show` in N-1 hosts, which would cost more than what it measures.
 
-`up lateR` is given a file holding only the last host's service and the late ones: with the
-shared file, `up SERVICE` keeps every service of the recorded state, the other hosts' included,
-and would start copies of them on this host (reported to the lead; see the report of issue 12).
-
 Leaves nothing behind (asserted: links, netns, nft tables, /run/netns, its processes), also when
 interrupted. Holds the kernel-test lock.
 Usage: bench/overlay.py [--hosts 2,5,10] [--containers C] [--repeats R] [--no-peer]
@@ -257,11 +253,9 @@ def run_size(n: int, per_host: int, repeats: int, with_peer: bool) -> Row:
         lates = {f"late{r}": 1 for r in range(1, repeats + 1)}
         shared = logs / "compose.yml"
         shared.write_text(compose({f"s{k}": per_host for k in range(1, n + 1)} | lates))
-        late_file = logs / "late.yml"
-        late_file.write_text(compose({f"s{n}": per_host} | lates))
         try:
             ups, converged = converge(cluster, project, shared, logs)
-            late = [new_endpoint(cluster, project, late_file, name, logs) for name in lates]
+            late = [new_endpoint(cluster, project, shared, name, logs) for name in lates]
             peer_samples = peer(cluster, cluster.tag, repeats) if with_peer else []
         finally:
             end_started()
@@ -306,8 +300,9 @@ def print_table(rows: list[Row], per_host: int, repeats: int) -> None:
     if any(r.peer_samples for r in rows):
         print("peer samples (s): " + "; ".join(
             f"{r.hosts} hosts: " + ", ".join(f"{s:.3f}" for s in r.peer_samples) for r in rows))
-    print("ratio = compose-net's new endpoint / the flannel-like loop (same kernel entries per event, "
-          "a watch instead of a poll; flannel's per-host lease: one event per host, not per container)")
+    print("ratio = compose-net's new endpoint (a whole `up`, then every other host's watch) / the flannel-like "
+          "loop (an `etcdctl put`, then every other host's watch programming its entries). Flannel leases a "
+          "subnet per host: a new container on a host already in is no event at all there")
 
 
 def main() -> None:
