@@ -74,6 +74,12 @@ def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim
         hosts = {c["Name"]: c.get("Host") for c in net["Containers"].values()}
         assert hosts == {f"{project}-web-1": None, f"{project}-db-1": b.address}, hosts
 
+        # a live edit of a project across hosts is refused, and changes nothing
+        links = a.run("ip", "-o", "link").stdout
+        proc = _cn(a, project, path, env, "network", "disconnect", f"{project}_app", f"{project}-web-1", check=False)
+        assert proc.returncode == 1 and "spans hosts" in proc.stderr and "Traceback" not in proc.stderr
+        assert a.run("ip", "-o", "link").stdout == links
+
         _cn(b, project, path, env, "down", "--quiet")
         keys = sim.keys()
         assert not any("db-1" in k for k in keys) and any("web-1" in k for k in keys)
