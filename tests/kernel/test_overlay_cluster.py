@@ -370,3 +370,39 @@ def test_no_query_is_lost_while_other_hosts_endpoints_come_and_go(sim, tmp_path)
         for h in (b, a):
             _cn(h, project, path, env, "down", "--quiet", check=False)
     assert sim.keys() == []
+
+
+def test_an_unchanged_up_writes_nothing_and_a_scale_down_releases_what_left(sim, tmp_path):
+    a, b = sim.hosts
+    project = "t" + uuid.uuid4().hex[:8]
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(COMPOSE).replace("db: {image: x, networks: [app]}",
+                                                     "db: {image: x, networks: [app], deploy: {replicas: 2}}"))
+    env = sim.env()
+
+    def revision() -> int:
+        out = a.run("etcdctl", "--endpoints", sim.url, "endpoint", "status", "-w", "json").stdout
+        return json.loads(out)[0]["Status"]["header"]["revision"]
+
+    try:
+        _cn(a, project, path, env, "up", "--quiet", "web")
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        time.sleep(1)  # both background processes have started and registered
+        before = revision()
+        # every write would wake every other host's watch: an unchanged up and the lease
+        # refreshes of the background processes write nothing
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        time.sleep(2)
+        assert revision() == before
+        db2 = f"{project}-db-2"
+        assert any(k.endswith(f"/containers/{db2}") for k in sim.keys())
+        path.write_text(textwrap.dedent(COMPOSE))  # db back to one replica
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        keys = sim.keys()
+        assert not any(k.endswith(f"/containers/{db2}") or k.endswith(f"/endpoints/{db2}") for k in keys), keys
+        addresses = [k for k in keys if "/addresses/" in k]
+        assert len(addresses) == 2, addresses  # web-1 and db-1
+    finally:
+        for h in (b, a):
+            _cn(h, project, path, env, "down", "--quiet", check=False)
+    assert sim.keys() == []
