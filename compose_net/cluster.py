@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 import json
+import random
 import socket
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Optional
@@ -274,14 +276,21 @@ class Store:
         return NetworkClaim(network, ipaddress.IPv4Network(held[f"networks/{network}/subnet"]),
                             int(held[f"networks/{network}/vni"]))
 
+    def addresses(self, network: str) -> dict[ipaddress.IPv4Address, str]:
+        """The network's leased addresses -> "HOST CONTAINER"."""
+        base = f"networks/{network}/addresses/"
+        return {ipaddress.IPv4Address(k[len(base):]): v for k, v in self.get_prefix(base).items()}
+
     def lease_address(self, claim: NetworkClaim, host: str, container: str, lease: int,
                       reserved: Iterable[ipaddress.IPv4Address] = (),
-                      wanted: Optional[ipaddress.IPv4Address] = None, commit: bool = True) -> ipaddress.IPv4Address:
-        """An address on the network for HOST's CONTAINER, never one another endpoint holds."""
-        base = f"networks/{claim.network}/addresses/"
+                      wanted: Optional[ipaddress.IPv4Address] = None, commit: bool = True,
+                      held: Optional[dict] = None) -> ipaddress.IPv4Address:
+        """An address on the network for HOST's CONTAINER, never one another endpoint holds.
+        `held`: the network's leases as last read (kept up to date here), so that leasing the
+        addresses of many endpoints reads them once, not once per endpoint."""
         owner = f"{host} {container}"
-        for _ in range(256):
-            held = {ipaddress.IPv4Address(k[len(base):]): v for k, v in self.get_prefix(base).items()}
+        held = self.addresses(claim.network) if held is None else held
+        for attempt in range(256):
             mine = [a for a, v in held.items() if v == owner]
             if mine and (wanted is None or wanted in mine):
                 return wanted or mine[0]
@@ -290,12 +299,18 @@ class Store:
                     raise ClusterError(f"network {claim.network}: {wanted} is leased by {held[wanted]}")
                 addr = wanted
             else:
-                addr = next(candidate_addresses(claim.subnet, set(reserved) | set(held)), None)
-                if addr is None:
+                free = list(itertools.islice(candidate_addresses(claim.subnet, set(reserved) | set(held)), 64))
+                if not free:
                     raise ClusterError(f"network {claim.network}: no free address in {claim.subnet}")
-            key = self.prefix + base + str(addr)
+                # the lowest free one; after a lost race, any of the next ones, so that hosts
+                # leasing at the same moment stop asking for the same address
+                addr = free[0] if attempt == 0 else random.choice(free)
+            key = self.prefix + f"networks/{claim.network}/addresses/{addr}"
             if not commit or self._txn([_absent(key)], [_put(key, owner, lease)]).get("succeeded"):
+                held[addr] = owner
                 return addr
+            held.clear()
+            held.update(self.addresses(claim.network))
         raise ClusterError(f"network {claim.network}: could not lease an address (too much contention)")
 
     # --- container names ------------------------------------------------------------------------
@@ -337,16 +352,22 @@ class Store:
                                       ipaddress.IPv4Address(d["address"]), d["mac"], tuple(d["names"])))
         return tuple(out)
 
+    def release_endpoint(self, network: str, host: str, container: str) -> None:
+        """HOST's CONTAINER leaves NETWORK: its endpoint and its address lease."""
+        self._call(self.client.delete, self.prefix + f"networks/{network}/endpoints/{container}")
+        for addr, owner in self.addresses(network).items():
+            if owner == f"{host} {container}":
+                self._call(self.client.delete, self.prefix + f"networks/{network}/addresses/{addr}")
+
     def release_host(self, host: str, networks: Iterable[str]) -> None:
         """Remove HOST's endpoints and addresses; a network left without endpoints leaves too."""
         for net in networks:
             for ep in self.endpoints(net):
                 if ep.host == host:
                     self._call(self.client.delete, self.prefix + f"networks/{net}/endpoints/{ep.container}")
-            base = f"networks/{net}/addresses/"
-            for key, value in self.get_prefix(base).items():
-                if value.split(" ", 1)[0] == host:
-                    self._call(self.client.delete, self.prefix + key)
+            for addr, owner in self.addresses(net).items():
+                if owner.split(" ", 1)[0] == host:
+                    self._call(self.client.delete, self.prefix + f"networks/{net}/addresses/{addr}")
             self._forget_network_if_empty(net)
         self._leave_if_idle(host)
 
@@ -447,13 +468,14 @@ def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT
         claims[net.name] = claim_
         gateway = v4.gateway if wanted is not None and v4.gateway else next(claim_.subnet.hosts())
         taken = {gateway}
+        held = store.addresses(net.name)
         for box in layout.box_order:
             for it in box.ifaces:
                 if it.net.key != key:
                     continue
                 static = it.layout.ipv4.ip if it.layout.ipv4_note == "static ipv4_address" else None
                 addr = store.lease_address(claim_, str(host), box.container.name, lease, reserved=taken,
-                                           wanted=static, commit=claim)
+                                           wanted=static, commit=claim, held=held)
                 addresses[(net.name, box.container.name)] = addr
                 taken.add(addr)  # without claims, the next endpoint must not get it too
     remote = tuple(ep for name in claims for ep in store.endpoints(name) if ep.host != str(host))
@@ -470,11 +492,10 @@ def _names(store: Store, project: Any, host: str, lease: int, claim: bool) -> tu
     held = store.container_names(project.name)
 
     def take(name: str) -> bool:
-        holder = held.get(name, host)
-        if holder == host and claim:
-            holder = store.claim_name(project.name, name, host, lease) or host
-            held[name] = holder
-        return holder == host
+        holder = held.get(name)
+        if holder is None and claim:
+            holder = held[name] = store.claim_name(project.name, name, host, lease) or host
+        return holder in (None, host)
 
     out: list = []
     for service, group in itertools.groupby(project.containers, key=lambda c: c.service):
@@ -500,29 +521,34 @@ def _names(store: Store, project: Any, host: str, lease: int, claim: bool) -> tu
 
 
 def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
-    """After `up` (and again by the background process): this host and its endpoints on the
-    project's overlay networks, as the recorded state has them, under the host's lease."""
+    """After `up` (and by the background process when the host's lease was lost): this host,
+    its container names and its endpoints on the project's overlay networks, as the recorded
+    state has them, under the host's lease. Only what the store lacks or holds otherwise is
+    written (every write wakes every other host's watch); what is no longer here is removed."""
+    import logging
+
     from compose_net.probe import routed_v4
 
     host = store.underlay_address()
     lease = store.register_host(str(host), ttl, routed_v4())
-    overlay = {n.name for n in summary.networks if n.vxlan is not None and not n.external}
-    local = [c.name for c in summary.containers if c.host is None]
-    store.release_names(summary.project, str(host), keep=local)
-    for ctr in summary.containers:
-        if ctr.host is not None:
-            continue
-        holder = store.claim_name(summary.project, ctr.name, str(host), lease)
-        if holder is not None:  # taken by another host while this one had lost its lease
-            import logging
-
+    local = {c.name: c for c in summary.containers if c.host is None}
+    held = store.container_names(summary.project)
+    if any(holder == str(host) and name not in local for name, holder in held.items()):
+        store.release_names(summary.project, str(host), keep=local)
+    for name in local:
+        if held.get(name) != str(host) and store.claim_name(summary.project, name, str(host), lease):
+            # taken by another host while this one had lost its lease
             logging.getLogger("compose_net.cluster").warning(
-                "container %s: its name is in use on host %s too", ctr.name, holder)
-        for iface in ctr.interfaces:
-            if iface.network in overlay and iface.ipv4 is not None:
-                store.register_endpoint(RemoteEndpoint(
-                    iface.network, ctr.name, str(host), host, iface.ipv4.ip, iface.mac,
-                    tuple(iface.aliases)), lease)
+                "container %s: its name is in use on host %s too", name, held.get(name))
+    for net in (n.name for n in summary.networks if n.vxlan is not None and not n.external):
+        wanted = {c.name: RemoteEndpoint(net, c.name, str(host), host, i.ipv4.ip, i.mac, tuple(i.aliases))
+                  for c in local.values() for i in c.interfaces if i.network == net and i.ipv4 is not None}
+        have = {ep.container: ep for ep in store.endpoints(net) if ep.host == str(host)}
+        for name, ep in wanted.items():
+            if have.get(name) != ep:
+                store.register_endpoint(ep, lease)
+        for name in have.keys() - wanted.keys():
+            store.release_endpoint(net, str(host), name)
     return lease
 
 

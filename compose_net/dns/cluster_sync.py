@@ -63,6 +63,7 @@ class ClusterSync:
 
     def _run(self) -> None:
         store: Optional[cluster.Store] = None
+        lease: Optional[int] = None
         cancels: list = []
         next_keepalive = 0.0
         while not self._stop.is_set():
@@ -73,9 +74,12 @@ class ClusterSync:
                     store = cluster.Store.from_url(self.url, timeout=2)
                     cancels = [store.watch_prefix(f"networks/{n.name}/endpoints/", self._wake.set)
                                for n in summary.networks if n.vxlan is not None]
-                    next_keepalive = 0.0
+                    next_keepalive, lease = 0.0, None
                 if time.monotonic() >= next_keepalive:
-                    cluster.register(store, summary, self.ttl)
+                    # a refresh only; everything is written again only when the lease was lost
+                    # (each write would wake every other host's watch)
+                    if lease is None or not store.keepalive(lease):
+                        lease = cluster.register(store, summary, self.ttl)
                     next_keepalive = time.monotonic() + self.keepalive
                 self._follow(store, summary)
             except cluster.ClusterError as exc:

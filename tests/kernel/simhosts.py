@@ -75,12 +75,17 @@ class SimHost:
 
     def stop(self) -> None:
         # every process left in this host's mount namespace was started by the test (the
-        # compose-net runs and their DNS servers): end them by pid
-        mine = os.readlink(f"/proc/{self.pid}/ns/mnt")
+        # compose-net runs and their DNS servers), and so was every one in its containers'
+        # network namespaces (`ip netns exec` gives its command a mount namespace of its own):
+        # end them by pid
+        mine = {os.readlink(f"/proc/{self.pid}/ns/mnt")}
+        listed = self.run("sh", "-c", 'for f in /run/netns/*; do [ -e "$f" ] && stat -L -c %i "$f"; done',
+                          check=False).stdout.split()
+        mine |= {f"net:[{inode}]" for inode in listed}
         for entry in os.listdir("/proc"):
             if entry.isdigit() and int(entry) != self.pid:
                 try:
-                    if os.readlink(f"/proc/{entry}/ns/mnt") == mine:
+                    if {os.readlink(f"/proc/{entry}/ns/mnt"), os.readlink(f"/proc/{entry}/ns/net")} & mine:
                         os.kill(int(entry), signal.SIGKILL)
                 except OSError:
                     pass

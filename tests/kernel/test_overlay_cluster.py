@@ -74,6 +74,12 @@ def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim
         hosts = {c["Name"]: c.get("Host") for c in net["Containers"].values()}
         assert hosts == {f"{project}-web-1": None, f"{project}-db-1": b.address}, hosts
 
+        # a live edit of a project across hosts is refused, and changes nothing
+        links = a.run("ip", "-o", "link").stdout
+        proc = _cn(a, project, path, env, "network", "disconnect", f"{project}_app", f"{project}-web-1", check=False)
+        assert proc.returncode == 1 and "spans hosts" in proc.stderr and "Traceback" not in proc.stderr
+        assert a.run("ip", "-o", "link").stdout == links
+
         _cn(b, project, path, env, "down", "--quiet")
         keys = sim.keys()
         assert not any("db-1" in k for k in keys) and any("web-1" in k for k in keys)
@@ -360,6 +366,42 @@ def test_no_query_is_lost_while_other_hosts_endpoints_come_and_go(sim, tmp_path)
         completed = re.search(r"Queries completed:\s+(\d+)", out)
         lost = re.search(r"Queries lost:\s+(\d+)", out)
         assert completed and int(completed.group(1)) > 1000 and lost and int(lost.group(1)) == 0, out
+    finally:
+        for h in (b, a):
+            _cn(h, project, path, env, "down", "--quiet", check=False)
+    assert sim.keys() == []
+
+
+def test_an_unchanged_up_writes_nothing_and_a_scale_down_releases_what_left(sim, tmp_path):
+    a, b = sim.hosts
+    project = "t" + uuid.uuid4().hex[:8]
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(COMPOSE).replace("db: {image: x, networks: [app]}",
+                                                     "db: {image: x, networks: [app], deploy: {replicas: 2}}"))
+    env = sim.env()
+
+    def revision() -> int:
+        out = a.run("etcdctl", "--endpoints", sim.url, "endpoint", "status", "-w", "json").stdout
+        return json.loads(out)[0]["Status"]["header"]["revision"]
+
+    try:
+        _cn(a, project, path, env, "up", "--quiet", "web")
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        time.sleep(1)  # both background processes have started and registered
+        before = revision()
+        # every write would wake every other host's watch: an unchanged up and the lease
+        # refreshes of the background processes write nothing
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        time.sleep(2)
+        assert revision() == before
+        db2 = f"{project}-db-2"
+        assert any(k.endswith(f"/containers/{db2}") for k in sim.keys())
+        path.write_text(textwrap.dedent(COMPOSE))  # db back to one replica
+        _cn(b, project, path, env, "up", "--quiet", "db")
+        keys = sim.keys()
+        assert not any(k.endswith(f"/containers/{db2}") or k.endswith(f"/endpoints/{db2}") for k in keys), keys
+        addresses = [k for k in keys if "/addresses/" in k]
+        assert len(addresses) == 2, addresses  # web-1 and db-1
     finally:
         for h in (b, a):
             _cn(h, project, path, env, "down", "--quiet", check=False)
