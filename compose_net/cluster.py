@@ -442,10 +442,11 @@ def ttl_setting(environ: Mapping[str, str]) -> int:
 
 
 def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT_TTL,
-            claim: bool = True) -> tuple[Any, ClusterFacts]:
+            claim: bool = True, live: Any = None) -> tuple[Any, ClusterFacts]:
     """The project with its containers named uniquely in the cluster, and what the store fixes
     for its plan: the cluster-scoped networks' subnets and VNIs and the addresses of this host's
-    endpoints on them (static ones as given). `claim=False` (dry-run, check) only reads."""
+    endpoints on them (static ones as given). `claim=False` (dry-run, check) only reads. `live`:
+    the live edits to plan with (a connected or ad-hoc container gets its lease too)."""
     import dataclasses
 
     from compose_net import drivers
@@ -456,7 +457,7 @@ def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT
     lease = store.register_host(str(host), ttl, routed) if claim else 0
     routed += store.routed()
     project = dataclasses.replace(project, containers=_names(store, project, str(host), lease, claim))
-    layout = plan_layout(project, facts)
+    layout = plan_layout(project, facts, live=live)
     claims: dict[str, NetworkClaim] = {}
     addresses: dict[tuple[str, str], ipaddress.IPv4Address] = {}
     for key, net in layout.networks.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import secrets
 from typing import Any, Optional, Sequence
@@ -329,12 +330,10 @@ def _apply(owner: Summary, live: Live, facts: Any, touched: str, project: Any = 
     from compose_net import executor, observe, state
     from compose_net.plan import planner
 
-    if owner.cluster:
-        # its overlay networks' addresses and names are leased in the cluster store, which a
-        # live edit does not ask (yet): refused rather than planned as if on one host
-        raise RuntimeFailure(f"project {owner.project} spans hosts (cluster store {owner.cluster}): live "
-                             "edits are not supported for it yet; change its compose file and run `up`")
     project = project if project is not None else model(owner)
+    store = None
+    if owner.cluster:
+        project, facts, store = _in_cluster(owner, project, facts, live)
     desired = planner.plan_up(project, facts, live=live)
     if owner.standalone:
         desired = netadmin.finish(desired, owner.created)
@@ -348,7 +347,26 @@ def _apply(owner: Summary, live: Live, facts: Any, touched: str, project: Any = 
                                 *plan.state.live.containers)]
         raise RuntimeFailure(f"project {owner.project} cannot take this edit: {dropped[0]}")
     executor.up(plan)
+    if store is not None:
+        from compose_net import cluster
+
+        cluster.register(store, plan.state, cluster.ttl_setting(os.environ))
     return plan.state
+
+
+def _in_cluster(owner: Summary, project: Any, facts: Any, live: Live) -> tuple[Any, Any, Any]:
+    """A project that spans hosts is edited as its `up` plans it: this host's services only,
+    their names, subnets and addresses as the cluster store fixes them (a connected or ad-hoc
+    container's address on an overlay network is leased there too)."""
+    from compose_net import cluster
+    from compose_net.graph import select
+
+    here = tuple(dict.fromkeys(c.service for c in owner.containers if c.service in project.services))
+    project = select(project, here)
+    store = cluster.Store.from_url(owner.cluster)
+    project, fixed = cluster.prepare(store, owner.cluster, project, facts, cluster.ttl_setting(os.environ),
+                                     live=live)
+    return project, dataclasses.replace(facts, cluster=fixed), store
 
 
 def _unchanged_besides(owner: Summary, new: Summary, touched: str) -> None:

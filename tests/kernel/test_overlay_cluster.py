@@ -74,11 +74,26 @@ def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim
         hosts = {c["Name"]: c.get("Host") for c in net["Containers"].values()}
         assert hosts == {f"{project}-web-1": None, f"{project}-db-1": b.address}, hosts
 
-        # a live edit of a project across hosts is refused, and changes nothing
-        links = a.run("ip", "-o", "link").stdout
-        proc = _cn(a, project, path, env, "network", "disconnect", f"{project}_app", f"{project}-web-1", check=False)
-        assert proc.returncode == 1 and "spans hosts" in proc.stderr and "Traceback" not in proc.stderr
-        assert a.run("ip", "-o", "link").stdout == links
+        # live edits on A: web leaves the overlay network and comes back, and B follows both
+        def b_resolves_web() -> bool:
+            return b.run("ip", "netns", "exec", f"{project}-db-1", "getent", "hosts", "web",
+                         check=False).returncode == 0
+        _cn(a, project, path, env, "network", "disconnect", f"{project}_app", f"{project}-web-1")
+        assert until(lambda: not b_resolves_web(), 5)
+        assert not any(k.endswith(f"/endpoints/{project}-web-1") for k in sim.keys())
+        _cn(a, project, path, env, "network", "connect", f"{project}_app", f"{project}-web-1")
+        assert until(b_resolves_web, 5)
+        b.run("ip", "netns", "exec", f"{project}-db-1", "ping", "-c1", "-W2", "web")
+        # an ad-hoc container on the overlay network: leased, and known on B by its name
+        probe = f"{project}-probe"
+
+        def b_resolves_probe() -> bool:
+            return b.run("ip", "netns", "exec", f"{project}-db-1", "getent", "hosts", probe,
+                         check=False).returncode == 0
+        _cn(a, project, path, env, "run", "-d", "--name", probe, "--network", f"{project}_app")
+        assert until(b_resolves_probe, 5)
+        _cn(a, project, path, env, "rm", probe)
+        assert until(lambda: not b_resolves_probe(), 5)
 
         _cn(b, project, path, env, "down", "--quiet")
         keys = sim.keys()
