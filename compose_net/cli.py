@@ -326,7 +326,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if plan.state is not None and plan.state.cluster:
             from compose_net import cluster
 
-            cluster.register(cluster.Store.from_url(plan.state.cluster), plan.state,
+            cluster.register(cluster.store_of(plan.state), plan.state,
                              cluster.ttl_setting(os.environ))
     for warning in getattr(outcome, "warnings", ()):
         print(f"warning: {warning}", file=sys.stderr)
@@ -402,7 +402,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             from compose_net import cluster
 
             try:
-                cluster.leave(cluster.Store.from_url(recorded.cluster), recorded)
+                cluster.leave(cluster.store_of(recorded), recorded)
             except cluster.ClusterError as exc:
                 # the host's part is gone; its endpoints leave the store when its lease expires
                 print(f"warning: {exc}; this host's endpoints expire with its lease", file=sys.stderr)

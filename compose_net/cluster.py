@@ -30,6 +30,7 @@ import base64
 import ipaddress
 import itertools
 import json
+import os
 import random
 import socket
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from compose_net.errors import RuntimeFailure
 DEFAULT_PREFIX = "/compose-net/v1/"
 DEFAULT_TTL = 15
 TTL_ENV = "COMPOSE_NET_CLUSTER_TTL"
+ADVERTISE_ENV = "COMPOSE_NET_CLUSTER_ADVERTISE"
 GLOBAL_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 GLOBAL_SIZE = 24
 VNI_FIRST = 4096  # Docker's overlay VNIs start here
@@ -134,10 +136,11 @@ class Store:
     """One connection to an etcd cluster (the first endpoint that answers)."""
 
     def __init__(self, endpoints: tuple[Endpoint, ...], prefix: str = DEFAULT_PREFIX,
-                 timeout: float = 3.0):
+                 timeout: float = 3.0, advertise: Optional[ipaddress.IPv4Address] = None):
         import etcd3gw  # imported only by commands that use a cluster
         self.prefix = prefix
         self.servers = endpoints
+        self.advertise = advertise
         errors = []
         for ep in endpoints:
             client = etcd3gw.Etcd3Client(host=ep.host, port=ep.port, timeout=timeout, api_path="/v3/")
@@ -152,10 +155,13 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "Store":
+        """The store at `url`; this host's VTEP is `COMPOSE_NET_CLUSTER_ADVERTISE` when set (a
+        host whose underlay is not the way to etcd), else the address it reaches etcd from."""
         try:
             endpoints = parse_url(url)
         except ValueError as exc:
             raise ClusterError(str(exc)) from None
+        kw.setdefault("advertise", advertise_setting(os.environ))
         return cls(endpoints, **kw)
 
     # --- raw access -------------------------------------------------------------------------
@@ -201,7 +207,10 @@ class Store:
 
     # --- hosts and leases -------------------------------------------------------------------
     def underlay_address(self) -> ipaddress.IPv4Address:
-        """The address this host reaches etcd from: its VTEP (no packet is sent)."""
+        """This host's VTEP: the advertised address, or the one it reaches etcd from (no packet
+        is sent)."""
+        if self.advertise is not None:
+            return self.advertise
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect((self.endpoint.host, self.endpoint.port))
             return ipaddress.IPv4Address(s.getsockname()[0])
@@ -393,6 +402,13 @@ class Store:
         self.delete_prefix(f"networks/{network}/")
 
 
+def store_of(summary: Any, **kw: Any) -> Store:
+    """The store of a recorded project, this host known by the VTEP it was brought up with."""
+    if summary.cluster_host:
+        kw.setdefault("advertise", ipaddress.IPv4Address(summary.cluster_host))
+    return Store.from_url(summary.cluster, **kw)
+
+
 class _Lease:
     """What etcd3gw's put(lease=) reads: an object with `id`."""
 
@@ -429,6 +445,23 @@ def _mtu_of(underlay: ipaddress.IPv4Address, facts: Any) -> Optional[int]:
         return None
 
 
+def advertise_setting(environ: Mapping[str, str]) -> Optional[ipaddress.IPv4Address]:
+    """`COMPOSE_NET_CLUSTER_ADVERTISE`: this host's underlay (VTEP) address, as dockerd's
+    `--cluster-advertise` was; unset, the address towards etcd is used."""
+    text = environ.get(ADVERTISE_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        address = None
+    if address is None or address.is_unspecified or address.is_multicast or address.is_loopback:
+        from compose_net.errors import PlanError
+
+        raise PlanError(f"{ADVERTISE_ENV}: {text!r} is not an IPv4 address another host can reach")
+    return address
+
+
 def ttl_setting(environ: Mapping[str, str]) -> int:
     """`COMPOSE_NET_CLUSTER_TTL`: seconds a dead host's endpoints outlive it (default 15)."""
     text = environ.get(TTL_ENV, "").strip()
@@ -453,6 +486,8 @@ def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT
     from compose_net.plan.layout import layout as plan_layout
 
     host = store.underlay_address()
+    if store.advertise is not None and not any(a.address.ip == host for a in facts.addresses):
+        raise ClusterError(f"{ADVERTISE_ENV}: {host} is not an address of this host: nothing was changed")
     routed = [r.dst for r in facts.routes if r.dst.version == 4]
     lease = store.register_host(str(host), ttl, routed) if claim else 0
     routed += store.routed()
@@ -600,7 +635,7 @@ def current(summary: Any) -> Any:
     (ClusterError when the store cannot be asked)."""
     if not summary.cluster:
         return summary
-    store = Store.from_url(summary.cluster, timeout=2)
+    store = store_of(summary, timeout=2)
     me = str(store.underlay_address())
     nets = [n.name for n in summary.networks if n.vxlan is not None]
     return merged(summary, [ep for net in nets for ep in store.endpoints(net) if ep.host != me])

@@ -363,7 +363,7 @@ def _in_cluster(owner: Summary, project: Any, facts: Any, live: Live) -> tuple[A
 
     here = tuple(dict.fromkeys(c.service for c in owner.containers if c.service in project.services))
     project = select(project, here)
-    store = cluster.Store.from_url(owner.cluster)
+    store = cluster.store_of(owner)
     project, fixed = cluster.prepare(store, owner.cluster, project, facts, cluster.ttl_setting(os.environ),
                                      live=live)
     return project, dataclasses.replace(facts, cluster=fixed), store

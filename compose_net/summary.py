@@ -232,6 +232,7 @@ class Summary:
     foreign_bridges: tuple[str, ...] = ()
     created: Optional[str] = None  # ISO time, for `network ls/inspect`
     cluster: Optional[str] = None  # the cluster store's URL (etcd://...) when overlay networks span hosts
+    cluster_host: Optional[str] = None  # this host's underlay address (VTEP) in that cluster
     version: int = VERSION
     live: Live = field(default_factory=Live)
 

@@ -31,7 +31,6 @@ class ClusterSync:
         self.records = records
         self.on_change = on_change
         summary = self._local()
-        self.url = summary.cluster
         # the first read programs every endpoint again (entries are replaced, not added twice);
         # those that left while no follower ran went with `up`'s reconcile
         self.remote: frozenset = frozenset()
@@ -71,7 +70,7 @@ class ClusterSync:
             try:
                 summary = self._local()
                 if store is None:
-                    store = cluster.Store.from_url(self.url, timeout=2)
+                    store = cluster.store_of(summary, timeout=2)
                     cancels = [store.watch_prefix(f"networks/{n.name}/endpoints/", self._wake.set)
                                for n in summary.networks if n.vxlan is not None]
                     next_keepalive, lease = 0.0, None

@@ -530,7 +530,8 @@ class Layout:
             foreign_bridges=hostfw.foreign_bridges(self.facts), networks=tuple(nets),
             containers=tuple(self._container_state(box) for box in self.box_order),
             live=self.live,
-            cluster=self.facts.cluster.url if self.facts.cluster else None)
+            cluster=self.facts.cluster.url if self.facts.cluster else None,
+            cluster_host=str(self.facts.cluster.host) if self.facts.cluster else None)
 
     def _container_state(self, box: Box) -> ContainerState:
         svc, c = box.service, box.container

@@ -247,10 +247,17 @@ def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_
     env = sim.env()
     # B routes 10.0.0.0/24 (the first /24 of the overlay pool): no host may choose it
     b.run("ip", "addr", "add", "10.0.0.250/24", "dev", "ul0")
+    # B's VTEP is a second underlay address it advertises, not the one it reaches etcd from
+    vtep = f"{UNDERLAY}.102"
+    b.run("ip", "addr", "add", f"{vtep}/24", "dev", "ul0")
+    env_b = sim.env(COMPOSE_NET_CLUSTER_ADVERTISE=vtep)
+    bad = _cn(b, project, path, sim.env(COMPOSE_NET_CLUSTER_ADVERTISE=f"{UNDERLAY}.103"), "up", "y", check=False)
+    assert bad.returncode == 1 and "not an address of this host" in bad.stderr, bad.stderr
     try:
-        _cn(b, project, path, env, "up", "--quiet", "y")
+        _cn(b, project, path, env_b, "up", "--quiet", "y")
         _cn(a, project, path, env, "up", "--quiet", "x")
-        _cn(b, project, path, env, "up", "--quiet", "y", "z")
+        _cn(b, project, path, env_b, "up", "--quiet", "y", "z")
+        assert f"dst {vtep}" in a.run("bridge", "fdb", "show").stdout
         keys = sim.keys()
         subnets = sorted(a.run("etcdctl", "--endpoints", sim.url, "get", "--print-value-only", k).stdout.strip()
                          for k in keys if k.endswith("/subnet"))
@@ -275,6 +282,7 @@ def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_
         assert "default" not in b.run("ip", "netns", "exec", f"{project}-y-1", "ip", "route").stdout
         assert "default" in b.run("ip", "netns", "exec", f"{project}-z-1", "ip", "route").stdout
     finally:
+        # B's down needs no COMPOSE_NET_CLUSTER_ADVERTISE: the recorded state knows its VTEP
         for h in (a, b):
             _cn(h, project, path, env, "down", "--quiet", check=False)
     assert sim.keys() == []

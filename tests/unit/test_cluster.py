@@ -256,3 +256,16 @@ def test_no_host_s_routes_become_an_overlay_subnet(store):
     assert sorted(map(str, store.routed())) == ["10.0.0.0/23", "10.0.2.0/24"]
     claim = store.claim_network("p_n", None, store.routed())
     assert claim.subnet == ipaddress.ip_network("10.0.3.0/24")
+
+
+@pytest.mark.parametrize("value,ok", [("", None), ("10.1.2.3", "10.1.2.3"), ("127.0.0.1", False),
+                                      ("0.0.0.0", False), ("eth0", False), ("fd00::1", False)])
+def test_the_advertised_underlay_address_setting(value, ok):
+    from compose_net.errors import PlanError
+
+    if ok is False:
+        with pytest.raises(PlanError, match="COMPOSE_NET_CLUSTER_ADVERTISE"):
+            cluster.advertise_setting({"COMPOSE_NET_CLUSTER_ADVERTISE": value})
+    else:
+        got = cluster.advertise_setting({"COMPOSE_NET_CLUSTER_ADVERTISE": value})
+        assert got == (ipaddress.ip_address(ok) if ok else None)
