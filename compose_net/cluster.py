@@ -11,7 +11,7 @@ Key layout, all under PREFIX (default `/compose-net/v1/`; docs/design.md has the
     networks/NET/subnet                "10.0.3.0/24"                            permanent
     networks/NET/vni                   "4100"                                   permanent
     networks/NET/addresses/ADDR        "HOST CONTAINER"                         host lease
-    networks/NET/endpoints/CONTAINER   {"host", "vtep", "address", "mac", "names"}  host lease
+    networks/NET/endpoints/CONTAINER   {"vtep", "address", "mac", "names"}          host lease
     subnets/SUBNET                     NET   (SUBNET with "/" as "_")           permanent
     vnis/VNI                           NET                                      permanent
     projects/PROJECT/containers/NAME   HOST                                     host lease
@@ -71,11 +71,15 @@ class NetworkClaim:
 class RemoteEndpoint:
     network: str
     container: str
-    host: str
-    vtep: ipaddress.IPv4Address
+    vtep: ipaddress.IPv4Address  # the host it lives on (its underlay address)
     address: ipaddress.IPv4Address
     mac: str
     names: tuple[str, ...]
+
+    @property
+    def host(self) -> str:
+        """The host's name in the store: its underlay address."""
+        return str(self.vtep)
 
 
 def parse_url(text: str) -> tuple[Endpoint, ...]:
@@ -139,7 +143,6 @@ class Store:
                  timeout: float = 3.0, advertise: Optional[ipaddress.IPv4Address] = None):
         import etcd3gw  # imported only by commands that use a cluster
         self.prefix = prefix
-        self.servers = endpoints
         self.advertise = advertise
         errors = []
         for ep in endpoints:
@@ -347,7 +350,7 @@ class Store:
                 self._call(self.client.delete, self.prefix + f"projects/{project}/containers/{name}")
 
     def register_endpoint(self, ep: RemoteEndpoint, lease: int) -> None:
-        value = json.dumps({"host": ep.host, "vtep": str(ep.vtep), "address": str(ep.address),
+        value = json.dumps({"vtep": str(ep.vtep), "address": str(ep.address),
                             "mac": ep.mac, "names": list(ep.names)})
         self._call(self.client.put, self.prefix + f"networks/{ep.network}/endpoints/{ep.container}",
                    value, lease=_Lease(lease))
@@ -357,26 +360,30 @@ class Store:
         out = []
         for key, value in sorted(self.get_prefix(base).items()):
             d = json.loads(value)
-            out.append(RemoteEndpoint(network, key[len(base):], d["host"], ipaddress.IPv4Address(d["vtep"]),
+            out.append(RemoteEndpoint(network, key[len(base):], ipaddress.IPv4Address(d["vtep"]),
                                       ipaddress.IPv4Address(d["address"]), d["mac"], tuple(d["names"])))
         return tuple(out)
 
-    def release_endpoint(self, network: str, host: str, container: str) -> None:
-        """HOST's CONTAINER leaves NETWORK: its endpoint and its address lease."""
-        self._call(self.client.delete, self.prefix + f"networks/{network}/endpoints/{container}")
+    def release_endpoints(self, network: str, host: str, containers: Optional[Iterable[str]] = None) -> None:
+        """HOST's endpoints on NETWORK leave (those of `containers`, or all of them): each
+        endpoint and its address lease."""
+        gone = None if containers is None else set(containers)
+
+        def mine(container: str) -> bool:
+            return gone is None or container in gone
+
+        for ep in self.endpoints(network):
+            if ep.host == host and mine(ep.container):
+                self._call(self.client.delete, self.prefix + f"networks/{network}/endpoints/{ep.container}")
         for addr, owner in self.addresses(network).items():
-            if owner == f"{host} {container}":
+            owner_host, _, container = owner.partition(" ")
+            if owner_host == host and mine(container):
                 self._call(self.client.delete, self.prefix + f"networks/{network}/addresses/{addr}")
 
     def release_host(self, host: str, networks: Iterable[str]) -> None:
         """Remove HOST's endpoints and addresses; a network left without endpoints leaves too."""
         for net in networks:
-            for ep in self.endpoints(net):
-                if ep.host == host:
-                    self._call(self.client.delete, self.prefix + f"networks/{net}/endpoints/{ep.container}")
-            for addr, owner in self.addresses(net).items():
-                if owner.split(" ", 1)[0] == host:
-                    self._call(self.client.delete, self.prefix + f"networks/{net}/addresses/{addr}")
+            self.release_endpoints(net, host)
             self._forget_network_if_empty(net)
         self._leave_if_idle(host)
 
@@ -475,10 +482,10 @@ def ttl_setting(environ: Mapping[str, str]) -> int:
 
 
 def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT_TTL,
-            claim: bool = True, live: Any = None) -> tuple[Any, ClusterFacts]:
-    """The project with its containers named uniquely in the cluster, and what the store fixes
-    for its plan: the cluster-scoped networks' subnets and VNIs and the addresses of this host's
-    endpoints on them (static ones as given). `claim=False` (dry-run, check) only reads. `live`:
+            claim: bool = True, live: Any = None) -> tuple[Any, Any]:
+    """The project with its containers named uniquely in the cluster, and the host facts with
+    what the store fixes for its plan (`HostFacts.cluster`): the cluster-scoped networks' subnets
+    and VNIs and the addresses of this host's endpoints on them (static ones as given). `claim=False` (dry-run, check) only reads. `live`:
     the live edits to plan with (a connected or ad-hoc container gets its lease too)."""
     import dataclasses
 
@@ -515,7 +522,8 @@ def prepare(store: Store, url: str, project: Any, facts: Any, ttl: int = DEFAULT
                 addresses[(net.name, box.container.name)] = addr
                 taken.add(addr)  # without claims, the next endpoint must not get it too
     remote = tuple(ep for name in claims for ep in store.endpoints(name) if ep.host != str(host))
-    return project, ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
+    fixed = ClusterFacts(url, host, _mtu_of(host, facts), lease, claims, addresses, remote)
+    return project, dataclasses.replace(facts, cluster=fixed)
 
 
 def _names(store: Store, project: Any, host: str, lease: int, claim: bool) -> tuple:
@@ -577,14 +585,14 @@ def register(store: Store, summary: Any, ttl: int = DEFAULT_TTL) -> int:
             logging.getLogger("compose_net.cluster").warning(
                 "container %s: its name is in use on host %s too", name, held.get(name))
     for net in (n.name for n in summary.networks if n.vxlan is not None and not n.external):
-        wanted = {c.name: RemoteEndpoint(net, c.name, str(host), host, i.ipv4.ip, i.mac, tuple(i.aliases))
+        wanted = {c.name: RemoteEndpoint(net, c.name, host, i.ipv4.ip, i.mac, tuple(i.aliases))
                   for c in local.values() for i in c.interfaces if i.network == net and i.ipv4 is not None}
         have = {ep.container: ep for ep in store.endpoints(net) if ep.host == str(host)}
         for name, ep in wanted.items():
             if have.get(name) != ep:
                 store.register_endpoint(ep, lease)
-        for name in have.keys() - wanted.keys():
-            store.release_endpoint(net, str(host), name)
+        if have.keys() - wanted.keys():
+            store.release_endpoints(net, str(host), have.keys() - wanted.keys())
     return lease
 
 

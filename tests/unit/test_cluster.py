@@ -135,7 +135,7 @@ def test_endpoints_expire_with_the_host_lease(store):
     assert store.register_host("10.99.0.7", ttl=2) == lease  # reused while alive
     claim = store.claim_network("p_n", None, [])
     addr = store.lease_address(claim, "10.99.0.7", "p-db-1", lease)
-    ep = RemoteEndpoint("p_n", "p-db-1", "10.99.0.7", ipaddress.IPv4Address("10.99.0.7"), addr,
+    ep = RemoteEndpoint("p_n", "p-db-1", ipaddress.IPv4Address("10.99.0.7"), addr,
                         "02:42:0a:00:00:02", ("db", "p-db-1"))
     store.register_endpoint(ep, lease)
     assert store.endpoints("p_n") == (ep,)
@@ -153,7 +153,7 @@ def test_release_host_leaves_others_and_forgets_empty_network(store):
     claim = store.claim_network("p_n", None, [])
     for host, lease, name in (("10.99.0.1", la, "p-web-1"), ("10.99.0.2", lb, "p-db-1")):
         addr = store.lease_address(claim, host, name, lease)
-        store.register_endpoint(RemoteEndpoint("p_n", name, host, ipaddress.IPv4Address(host), addr,
+        store.register_endpoint(RemoteEndpoint("p_n", name, ipaddress.IPv4Address(host), addr,
                                                "02:00:00:00:00:01", (name,)), lease)
     store.release_host("10.99.0.2", ["p_n"])
     assert [e.container for e in store.endpoints("p_n")] == ["p-web-1"]

@@ -118,7 +118,7 @@ def _cluster_facts(**kw):
     from compose_net.cluster import ClusterFacts, NetworkClaim, RemoteEndpoint
 
     claim = NetworkClaim("p_o", ipaddress.IPv4Network("10.0.7.0/24"), 4100)
-    remote = RemoteEndpoint("p_o", "p-db-1", "198.18.0.2", ipaddress.IPv4Address("198.18.0.2"),
+    remote = RemoteEndpoint("p_o", "p-db-1", ipaddress.IPv4Address("198.18.0.2"),
                             ipaddress.IPv4Address("10.0.7.3"), "02:42:0a:00:07:03", ("db", "p-db-1"))
     values = dict(url="etcd://198.18.0.9:2379", host=ipaddress.IPv4Address("198.18.0.1"), underlay_mtu=1500,
                   lease=7, claims={"p_o": claim}, addresses={("p_o", "p-web-1"): ipaddress.IPv4Address("10.0.7.2")},
