@@ -195,9 +195,9 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = (), claim: bool
     this run reused it). The desired plan is made anew only when something it is made from
     changed (`fingerprint`); the kernel is always read. `claim=False` (check, dry-run): a
     cluster store is only read, nothing is claimed in it."""
-    from compose_net import fingerprint, observe, state
+    from compose_net import fingerprint, state
     from compose_net.loader import inputs
-    from compose_net.plan.planner import against_kernel, plan_up
+    from compose_net.plan.planner import plan_up
     from compose_net.probe import probe_host
 
     facts = probe_host(firewall=_can_observe())
@@ -219,9 +219,7 @@ def _planned(args: argparse.Namespace, services: Sequence[str] = (), claim: bool
             result = _load(args, services)
         desired = plan_up(_selected(result.project, services), facts)
         keep = state.Desired(key, fingerprint.files(paths), desired, tuple(str(w) for w in result.warnings))
-    recorded = state.Journal(desired.project).read().ops
-    observed = observe.read(observe.query(desired.ops + recorded))
-    return against_kernel(desired, facts, recorded, observed), keep
+    return _against_kernel(desired, facts), keep
 
 
 def cluster_url(args: argparse.Namespace) -> Optional[str]:
@@ -235,17 +233,21 @@ def _cluster_planned(args: argparse.Namespace, services: Sequence[str], url: str
     """The plan of a host in a cluster: the store is asked first (unreachable: nothing changes),
     then the container names, overlay subnets, VNIs and addresses it fixes are planned like host
     facts. Never reused from a kept plan: other hosts' endpoints change without any local input."""
-    import dataclasses
-
-    from compose_net import cluster, observe, state
-    from compose_net.plan.planner import against_kernel, plan_up
+    from compose_net import cluster
+    from compose_net.plan.planner import plan_up
 
     ttl = cluster.ttl_setting(os.environ)
     store = cluster.Store.from_url(url)
     project = _selected(_load(args, services).project, services)
-    project, fixed = cluster.prepare(store, url, project, facts, ttl, claim)
-    facts = dataclasses.replace(facts, cluster=fixed)
-    desired = plan_up(project, facts)
+    project, facts = cluster.prepare(store, url, project, facts, ttl, claim)
+    return _against_kernel(plan_up(project, facts), facts)
+
+
+def _against_kernel(desired: Any, facts: Any) -> Any:
+    """The desired plan held against what the project's journal records and the kernel holds."""
+    from compose_net import observe, state
+    from compose_net.plan.planner import against_kernel
+
     recorded = state.Journal(desired.project).read().ops
     observed = observe.read(observe.query(desired.ops + recorded))
     return against_kernel(desired, facts, recorded, observed)

@@ -364,9 +364,9 @@ def _in_cluster(owner: Summary, project: Any, facts: Any, live: Live) -> tuple[A
     here = tuple(dict.fromkeys(c.service for c in owner.containers if c.service in project.services))
     project = select(project, here)
     store = cluster.store_of(owner)
-    project, fixed = cluster.prepare(store, owner.cluster, project, facts, cluster.ttl_setting(os.environ),
+    project, facts = cluster.prepare(store, owner.cluster, project, facts, cluster.ttl_setting(os.environ),
                                      live=live)
-    return project, dataclasses.replace(facts, cluster=fixed), store
+    return project, facts, store
 
 
 def _unchanged_besides(owner: Summary, new: Summary, touched: str) -> None:
