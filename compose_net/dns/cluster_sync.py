@@ -30,7 +30,8 @@ class ClusterSync:
     def __init__(self, records: Path, on_change: Callable[[], None]):
         self.records = records
         self.on_change = on_change
-        summary = self._local()
+        self._stamp: tuple = ()
+        self._local()  # a records file that cannot be read fails here, before serving
         # the first read programs every endpoint again (entries are replaced, not added twice);
         # those that left while no follower ran went with `up`'s reconcile
         self.remote: frozenset = frozenset()
@@ -52,7 +53,13 @@ class ClusterSync:
         self._wake.set()
 
     def _local(self) -> Summary:
-        return from_text(self.records.read_text(), str(self.records))
+        """The recorded state, parsed again only when `up` replaced the file (it is read on
+        every wake of the follower)."""
+        st = os.stat(self.records)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._summary, self._stamp = from_text(self.records.read_text(), str(self.records)), stamp
+        return self._summary
 
     def merge(self, summary: Summary) -> Summary:
         """The recorded state with the other hosts' endpoints as the store has them now."""
