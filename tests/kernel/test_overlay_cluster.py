@@ -34,6 +34,13 @@ networks:
 """
 
 
+def _project(tmp_path, text: str = COMPOSE) -> tuple:
+    """A project name of its own and its compose file."""
+    path = tmp_path / "compose.yml"
+    path.write_text(textwrap.dedent(text))
+    return "t" + uuid.uuid4().hex[:8], path
+
+
 def _cn(host: SimHost, project: str, path, env: dict, *args: str, check: bool = True):
     return host.compose_net(project, path, env, *args, check=check)
 
@@ -41,9 +48,7 @@ def _cn(host: SimHost, project: str, path, env: dict, *args: str, check: bool = 
 def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim, tmp_path):
     before = kernel_snapshot()
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     env = sim.env()
     try:
         _cn(a, project, path, env, "up", "--quiet", "web")
@@ -110,9 +115,7 @@ def test_web_on_a_reaches_db_on_b_by_name_and_down_on_b_removes_only_bs_part(sim
 
 def test_etcd_unreachable_up_fails_before_changing_anything(sim, tmp_path):
     a = sim.hosts[0]
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     env = sim.env(COMPOSE_NET_CLUSTER=f"etcd://{UNDERLAY}.9:{ETCD_PORT}")
     links = a.run("ip", "-o", "link").stdout
     proc = _cn(a, project, path, env, "up", "web", check=False)
@@ -125,10 +128,8 @@ def test_etcd_unreachable_up_fails_before_changing_anything(sim, tmp_path):
 
 def test_encrypted_overlay_is_refused_before_anything_is_created(sim, tmp_path):
     a = sim.hosts[0]
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE).replace("{driver: overlay}",
-                                                     "{driver: overlay, driver_opts: {encrypted: ''}}"))
+    project, path = _project(tmp_path, COMPOSE.replace("{driver: overlay}",
+                                                      "{driver: overlay, driver_opts: {encrypted: ''}}"))
     env = sim.env()
     links = a.run("ip", "-o", "link").stdout
     plan = _cn(a, project, path, env, "up", "--dry-run", "web").stdout
@@ -140,9 +141,7 @@ def test_encrypted_overlay_is_refused_before_anything_is_created(sim, tmp_path):
 
 def test_a_host_whose_processes_die_leaves_the_others_within_the_lease_ttl(sim, tmp_path):
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     env = sim.env()
 
     def a_resolves_db() -> bool:
@@ -184,9 +183,7 @@ TCP_CLIENT = ("import socket, sys; c = socket.create_connection((sys.argv[1], 70
 
 def test_tcp_by_name_across_hosts_check_sees_the_remote_entries_and_dry_run_claims_nothing(sim, tmp_path):
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     env = sim.env()
     before = [a.snapshot(), b.snapshot()]
     server = None
@@ -241,9 +238,7 @@ networks:
 
 def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_path):
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(TWO_NETWORKS))
+    project, path = _project(tmp_path, TWO_NETWORKS)
     env = sim.env()
     # B routes 10.0.0.0/24 (the first /24 of the overlay pool): no host may choose it
     b.run("ip", "addr", "add", "10.0.0.250/24", "dev", "ul0")
@@ -289,14 +284,12 @@ def test_two_overlay_networks_are_isolated_and_internal_has_no_way_out(sim, tmp_
 
 
 def test_three_hosts_coming_up_at_once_never_lease_one_address_or_name_twice(tmp_path):
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent("""
+    project, path = _project(tmp_path, """
         services:
           db: {image: x, networks: [app], deploy: {replicas: 2}}
         networks:
           app: {driver: overlay}
-        """))
+        """)
     with SimCluster(3) as sim:
         env = sim.env()
         try:
@@ -326,9 +319,7 @@ def test_three_hosts_coming_up_at_once_never_lease_one_address_or_name_twice(tmp
 
 
 def test_etcd_outage_keeps_traffic_and_hosts_register_again_when_it_is_back(tmp_path):
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     with SimCluster(2) as sim:
         a, b = sim.hosts
         env = sim.env(COMPOSE_NET_CLUSTER_TTL="6")
@@ -366,9 +357,7 @@ def test_no_query_is_lost_while_other_hosts_endpoints_come_and_go(sim, tmp_path)
     import re
 
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE))
+    project, path = _project(tmp_path)
     queries = tmp_path / "queries"
     queries.write_text("web A\ndb A\n")  # web: local; db: on B, coming and going
     env = sim.env()
@@ -397,10 +386,8 @@ def test_no_query_is_lost_while_other_hosts_endpoints_come_and_go(sim, tmp_path)
 
 def test_an_unchanged_up_writes_nothing_and_a_scale_down_releases_what_left(sim, tmp_path):
     a, b = sim.hosts
-    project = "t" + uuid.uuid4().hex[:8]
-    path = tmp_path / "compose.yml"
-    path.write_text(textwrap.dedent(COMPOSE).replace("db: {image: x, networks: [app]}",
-                                                     "db: {image: x, networks: [app], deploy: {replicas: 2}}"))
+    project, path = _project(tmp_path, COMPOSE.replace("db: {image: x, networks: [app]}",
+                                                      "db: {image: x, networks: [app], deploy: {replicas: 2}}"))
     env = sim.env()
 
     def revision() -> int:

@@ -90,6 +90,15 @@ def test_network_claimed_once_skipping_routed_and_claimed(store):
         store.claim_network("p_clash", ipaddress.IPv4Network("10.9.0.0/16"), [])
 
 
+def _at_once(host, count: int) -> None:
+    """`host(ADDRESS)` for `count` hosts at the same moment, each in a thread of its own."""
+    threads = [threading.Thread(target=host, args=(f"10.99.0.{i}",)) for i in range(1, count + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_concurrent_claims_and_leases_never_collide(etcd, store):
     # three "hosts" at the same moment: each claims two networks and leases 10 addresses
     results: dict[str, list] = {}
@@ -105,11 +114,7 @@ def test_concurrent_claims_and_leases_never_collide(etcd, store):
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=host, args=(f"10.99.0.{i}",)) for i in range(1, 4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _at_once(host, 3)
     assert not errors
     claims = {c for r in results.values() for c, _ in r}
     assert len(claims) == 2 and len({c.subnet for c in claims}) == 2 and len({c.vni for c in claims}) == 2
@@ -215,11 +220,7 @@ def test_hosts_naming_at_the_same_moment_never_share_a_name(etcd, store):
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=host, args=(f"10.99.0.{i}",)) for i in range(1, 5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _at_once(host, 4)
     assert not errors
     assert sorted(names) == sorted(f"p-db-{i}" for i in range(1, 13))
 
