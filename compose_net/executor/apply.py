@@ -422,40 +422,32 @@ def _dev_index(ap: Applier, seq: int, op: O.Op, ns: Optional[str], dev: str) -> 
     return index  # None in undo mode: the link is gone, and the address or route with it
 
 
-def _addr(add: bool):
+def _on_dev(encode):
+    """The handler of an op on one link (`op.dev`, in `op.ns`; the host for FDB and neighbour
+    entries): the link's index looked up, then `encode(seq, index, op)` queued."""
     def handler(ap: Applier, seq: int, op) -> None:
-        index = _dev_index(ap, seq, op, op.ns, op.dev)
+        ns = getattr(op, "ns", None)
+        index = _dev_index(ap, seq, op, ns, op.dev)
         if index is not None:
-            ap.queue(op.ns, seq, op, lambda s: netlink.addr(s, add, index, op.address))
+            ap.queue(ns, seq, op, lambda s: encode(s, index, op))
 
     return handler
+
+
+def _addr(add: bool):
+    return _on_dev(lambda s, index, op: netlink.addr(s, add, index, op.address))
 
 
 def _fdb(add: bool):
-    def handler(ap: Applier, seq: int, op) -> None:
-        index = _dev_index(ap, seq, op, None, op.dev)
-        if index is not None:
-            ap.queue(None, seq, op, lambda s: netlink.fdb(s, add, index, op.mac, op.dst))
-
-    return handler
+    return _on_dev(lambda s, index, op: netlink.fdb(s, add, index, op.mac, op.dst))
 
 
 def _neigh(add: bool):
-    def handler(ap: Applier, seq: int, op) -> None:
-        index = _dev_index(ap, seq, op, None, op.dev)
-        if index is not None:
-            ap.queue(None, seq, op, lambda s: netlink.neigh(s, add, index, op.address, op.mac))
-
-    return handler
+    return _on_dev(lambda s, index, op: netlink.neigh(s, add, index, op.address, op.mac))
 
 
 def _route(add: bool):
-    def handler(ap: Applier, seq: int, op) -> None:
-        index = _dev_index(ap, seq, op, op.ns, op.dev)
-        if index is not None:
-            ap.queue(op.ns, seq, op, lambda s: netlink.route(s, add, op.dst, index, op.gateway, op.metric))
-
-    return handler
+    return _on_dev(lambda s, index, op: netlink.route(s, add, op.dst, index, op.gateway, op.metric))
 
 
 def _file_write(ap: Applier, seq: int, op: O.FileWrite) -> None:

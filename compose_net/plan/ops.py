@@ -472,9 +472,6 @@ class FdbSet(Op):
     def owners(self) -> tuple[Key, ...]:
         return (("link", None, self.dev),)
 
-    def depends(self) -> tuple[Key, ...]:
-        return (("link", None, self.dev),)
-
 
 @dataclass(frozen=True)
 class FdbDel(Op):
@@ -505,9 +502,6 @@ class NeighSet(Op):
         return NeighDel(self.unit, self.dev, self.address, self.mac)
 
     def owners(self) -> tuple[Key, ...]:
-        return (("link", None, self.dev),)
-
-    def depends(self) -> tuple[Key, ...]:
         return (("link", None, self.dev),)
 
 
