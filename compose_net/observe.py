@@ -211,13 +211,8 @@ def read(q: Query) -> Observed:
 def _vxlan_entries(devices: frozenset[str]) -> dict[str, frozenset[tuple]]:
     from compose_net.executor import netlink
 
-    indexes = {}
-    for name in devices:
-        try:
-            with open(f"/sys/class/net/{name}/ifindex") as f:
-                indexes[name] = int(f.read())
-        except (OSError, ValueError):
-            pass  # no such device: it has no entries either
+    found = {name: _read_sys(f"/sys/class/net/{name}/ifindex") for name in devices}
+    indexes = {name: int(text) for name, text in found.items() if text}  # absent: no entries either
     return netlink.read_vxlan_entries(indexes) if indexes else {}
 
 
@@ -321,12 +316,7 @@ def _uts_facts(name: str) -> Optional[UtsFacts]:
 
 def _read_sysctl(key: str) -> Optional[str]:
     # /proc/sys/net resolves to the namespace of the thread that opens it
-    path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
+    return _read_sys("/proc/sys/" + (key if "/" in key else key.replace(".", "/")))
 
 
 def _read_file(path: str) -> Optional[str]:

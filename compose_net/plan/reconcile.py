@@ -389,7 +389,7 @@ def _check_dns(op: O.DnsStart, ctx: Context) -> Verdict:
 
 
 def _check_iptables(op: O.IptablesInsert, ctx: Context) -> Verdict:
-    if ctx.observed.iptables.get((op.family, op.table, op.chain, op.rule)):
+    if _exists(op, ctx.observed):
         return None
     return _missing(f"the rule in {op.table} {op.chain}")
 
@@ -401,7 +401,7 @@ def _check_firewalld(op: O.FirewalldAdd, ctx: Context) -> Verdict:
 
 
 def _check_vxlan_entry(op, ctx: Context) -> Verdict:
-    if _vxlan_entry(op) in ctx.observed.vxlan_entries.get(op.dev, frozenset()):
+    if _exists(op, ctx.observed):
         return None
     return _missing(f"the {'FDB' if isinstance(op, O.FdbSet) else 'neighbour'} entry on {op.dev}")
 
