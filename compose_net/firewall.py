@@ -55,7 +55,8 @@ from typing import Any, Iterable, Optional
 
 from . import policy
 from .errors import PlanError
-from .summary import ContainerState, InterfaceState, NetworkState, PortState, Summary
+from .summary import (ISOLATED, NAT, NAT_UNPROTECTED, ROUTED, ContainerState, InterfaceState, NetworkState, PortState,
+                      Summary)
 
 FAMILY = "inet"
 
@@ -65,8 +66,6 @@ BRIDGE_PATTERNS = ("cn-*", "cn0")
 
 _L4 = ("tcp", "udp", "sctp")
 
-# Docker's gateway modes (drivers.base holds the same words; the firewall reads the recorded state)
-NAT, NAT_UNPROTECTED, ROUTED, ISOLATED = "nat", "nat-unprotected", "routed", "isolated"
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 

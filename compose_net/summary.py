@@ -20,6 +20,10 @@ from typing import Mapping, Optional, Union
 from compose_net import jsonform
 from compose_net.errors import StateError
 
+# Docker's gateway modes (`com.docker.network.bridge.gateway_mode_ipv4`/`_ipv6`), as recorded:
+# the bridge driver sets them, the firewall reads them
+NAT, NAT_UNPROTECTED, ROUTED, ISOLATED = "nat", "nat-unprotected", "routed", "isolated"
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -62,8 +66,8 @@ class NetworkState:
     vxlan: Optional[VxlanState] = None
     user_subnet: bool = False  # its subnet was given (ipam.config / --subnet): `--ip` allowed on it
     enable_ipv4: bool = True
-    gateway_mode_ipv4: str = "nat"  # Docker's gateway modes: nat, nat-unprotected, routed, isolated
-    gateway_mode_ipv6: str = "nat"
+    gateway_mode_ipv4: str = NAT  # NAT, NAT_UNPROTECTED, ROUTED or ISOLATED
+    gateway_mode_ipv6: str = NAT
     trusted_interfaces: tuple[str, ...] = ()  # host links from which published container ports are open directly
 
     def gateway_mode(self, version: int) -> str:

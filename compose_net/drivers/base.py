@@ -22,6 +22,7 @@ from compose_net.ipam import Subnet
 from compose_net.model import Network
 from compose_net.plan.ops import Op
 from compose_net.probe import HostFacts
+from compose_net.summary import ISOLATED, NAT, NAT_UNPROTECTED, ROUTED
 
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
@@ -29,12 +30,8 @@ MTU_OPT = "com.docker.network.driver.mtu"
 MASQ_OPT = "com.docker.network.bridge.enable_ip_masquerade"
 ICC_OPT = "com.docker.network.bridge.enable_icc"
 
-# Docker's gateway modes (`com.docker.network.bridge.gateway_mode_ipv4`/`_ipv6`); every driver but
-# the bridge has only `nat`'s meaning (its own masquerade setting)
-NAT = "nat"
-NAT_UNPROTECTED = "nat-unprotected"
-ROUTED = "routed"
-ISOLATED = "isolated"
+# Docker's gateway modes; every driver but the bridge has only `nat`'s meaning (its own
+# masquerade setting)
 GATEWAY_MODES = (NAT, NAT_UNPROTECTED, ROUTED, ISOLATED)
 
 # Per attachment (any driver, as Docker's is not driver-specific): sysctls of that interface,

@@ -29,8 +29,8 @@ from compose_net.drivers.base import (ENDPOINT_SYSCTLS_OPT, HOST, LEGACY, MTU_OP
 from compose_net.errors import ConfigError, PlanError
 from compose_net.model import Container, Network, Project, Service
 from compose_net.probe import HostFacts, first_host_address
-from compose_net.summary import (ContainerState, InterfaceState, LinkState, Live, NetworkState, PolicyPortState,
-                                 PolicyRuleState, PortState, SubnetState, Summary, VxlanState)
+from compose_net.summary import (ROUTED, ContainerState, InterfaceState, LinkState, Live, NetworkState,
+                                 PolicyPortState, PolicyRuleState, PortState, SubnetState, Summary, VxlanState)
 
 EMBEDDED_DNS = "127.0.0.11"
 
@@ -379,7 +379,7 @@ class Layout:
             lead = self._ports_lead_to(box)
             for p in box.service.ports:
                 if lead is not None and p.published is not None and all(
-                        lead.gateway_mode(s.subnet.version) == "routed" for s in lead.subnets):
+                        lead.gateway_mode(s.subnet.version) == ROUTED for s in lead.subnets):
                     # Docker logs the same: the mapping opens the container port at its address
                     self.warnings.append(f"{c.container.name}: host port {p.published} of {p.keypath or 'ports'} "
                                          f"is not used: network {lead.name} is in gateway mode routed")
