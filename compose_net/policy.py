@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import Union
 
 from compose_net.summary import ContainerState, PolicyPortState, PolicyRuleState, Summary
 
@@ -53,9 +53,6 @@ class Grant:
     ports: tuple[PolicyPortState, ...]
     rule: PolicyRuleState
 
-    def allows_port(self, protocol: str, port: int) -> bool:
-        return not self.ports or any(p.protocol == protocol and p.first <= port <= p.last for p in self.ports)
-
     def words(self, direction: str) -> str:
         peers = ", ".join(self.rule.peers)
         ports = ", ".join(port_text(p) for p in self.ports) if self.ports else "every port"
@@ -71,20 +68,6 @@ class Guard:
     direction: str
     addresses: tuple[Address, ...]
     grants: tuple[Grant, ...]
-
-    def allows(self, peer: str, protocol: Optional[str], port: Optional[int]) -> Optional[Grant]:
-        """The first grant that lets `peer` (an owner container name, HOST or OUTSIDE) through on
-        (protocol, port); None: dropped. protocol/port None: any port (a grant without ports)."""
-        for grant in self.grants:
-            named = grant.host if peer == HOST else grant.outside if peer == OUTSIDE else peer in grant.peers
-            if not named:
-                continue
-            if protocol is None or port is None:
-                if not grant.ports:
-                    return grant
-            elif grant.allows_port(protocol, port):
-                return grant
-        return None
 
 
 @dataclass(frozen=True)
@@ -149,7 +132,3 @@ def _grant(index: int, rule: PolicyRuleState, by_service: dict, owner_of: dict, 
     found = tuple(a for p in peers for a in addrs[p])
     return Grant(index, tuple(peers), HOST in rule.peers, OUTSIDE in rule.peers, found, rule.ports, rule)
 
-
-def all_guards(policies: Policies) -> Iterable[Guard]:
-    yield from policies.ingress.values()
-    yield from policies.egress.values()

@@ -61,15 +61,11 @@ class Report:
 
     def passed(self, probe: Probe) -> Optional[bool]:
         got = self.results.get(probe.id)
-        return None if got is None else got == f"answer:{_agent_name(probe.target)}"
+        return None if got is None else got == f"answer:{probe.target}"
 
     @property
     def disagreements(self) -> list[Probe]:
         return [p for p in self.probes if self.passed(p) is not None and self.passed(p) != p.expected]
-
-
-def _agent_name(node: str) -> str:
-    return node
 
 
 def plan_probes(m: reach.Matrix, sources=None, targets=None) -> list[Probe]:
@@ -216,16 +212,13 @@ def _namespace(m: reach.Matrix, node: str, outside: Optional["_Outside"]) -> Opt
 def _run(m: reach.Matrix, report: Report, probes: list[Probe], outside, timeout: float) -> None:
     listen: dict[str, set] = {}
     send: dict[str, list] = {}
-    names: dict[str, str] = {}
     for p in probes:
         target = p.target if p.target in (reach.HOST, reach.OUTSIDE) else m.facts.ns(p.target)
         listen.setdefault(target, set()).add((p.protocol, p.listen))
         send.setdefault(p.source, []).append(p)
-    for node in set(listen) | set(send):
-        names[node] = node
     agents: dict[str, subprocess.Popen] = {}
     try:
-        for node in names:
+        for node in set(listen) | set(send):
             ns = _namespace(m, node, outside)
             argv = [sys.executable, "-I", "-S", AGENT]
             if ns is not None:
@@ -323,7 +316,7 @@ class _Outside:
 # --- output ---------------------------------------------------------------------------------
 
 
-def _words(p: Probe, m: Optional[reach.Matrix] = None) -> str:
+def _words(p: Probe) -> str:
     via = f"{p.address}:{p.port}/{p.protocol}" + (f" (published, to {p.listen})" if p.route == reach.PUBLISHED else "")
     return f"{p.source} -> {p.target} {via}"
 
