@@ -399,12 +399,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
             liveops.stop_adhoc(summary)  # the processes `run --detach` left in its containers
         executor.down(name, progress=reporter)
-        recorded = summary
-        if recorded is not None and recorded.cluster:
+        if summary is not None and summary.cluster:
             from compose_net import cluster
 
             try:
-                cluster.leave(cluster.store_of(recorded), recorded)
+                cluster.leave(cluster.store_of(summary), summary)
             except cluster.ClusterError as exc:
                 # the host's part is gone; its endpoints leave the store when its lease expires
                 print(f"warning: {exc}; this host's endpoints expire with its lease", file=sys.stderr)

@@ -28,11 +28,11 @@ from typing import Any, Optional, Sequence
 
 from compose_net import netadmin
 from compose_net.errors import ConfigError, RuntimeFailure
+from compose_net.plan.live import MODES
 from compose_net.summary import (AdHoc, Connection, ContainerState, Disconnection, Live, NetworkState, PortState,
                                  Summary)
 
 RUN_PREFIX = "run."
-MODES = ("host", "none")
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z")  # Docker's characters, one DNS label long
 _LABEL_RE = re.compile(r"[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?\Z")
 
@@ -165,10 +165,6 @@ def disconnect(network: str, container: str, force: bool = False, facts: Any = N
     else:
         live = dataclasses.replace(live, disconnections=live.disconnections + (Disconnection(container, network),))
     return _apply(owner, live, facts, container)
-
-
-def _replace(items: tuple, old: Any, new: Any) -> tuple:
-    return tuple(new if x == old else x for x in items)
 
 
 # --- run / rm ---------------------------------------------------------------------------------

@@ -375,8 +375,8 @@ class Layout:
         pending: list[tuple[dict, int, str, tuple]] = []
         for c in pgraph.containers(self.graph):
             box = self.boxes[c.container.name]
-            binding = self._host_binding(box)
             lead = self._ports_lead_to(box)
+            binding = self._host_binding(lead)
             for p in box.service.ports:
                 if lead is not None and p.published is not None and all(
                         lead.gateway_mode(s.subnet.version) == ROUTED for s in lead.subnets):
@@ -407,11 +407,10 @@ class Layout:
         chosen = next((it for it in candidates if it.default4 or it.default6), candidates[0] if candidates else None)
         return chosen.net if chosen is not None else None
 
-    def _host_binding(self, box: Box) -> Optional[ipaddress._BaseAddress]:
-        """The network's `host_binding_ipv4`/`_ipv6` where the container's ports lead (the
-        default-route interface on a bridge with a way out, else the first such): the host
-        address of a `ports:` entry that gives none."""
-        net = self._ports_lead_to(box)
+    @staticmethod
+    def _host_binding(net: Optional[NetworkLayout]) -> Optional[ipaddress._BaseAddress]:
+        """The `host_binding_ipv4`/`_ipv6` of the network where a container's ports lead
+        (`_ports_lead_to`): the host address of a `ports:` entry that gives none."""
         binding = net.host_binding if net is not None else None
         # Docker: 0.0.0.0 is every IPv4 and IPv6 address, as no binding is; `::` is IPv6 only
         return None if binding is not None and binding.version == 4 and binding.is_unspecified else binding
